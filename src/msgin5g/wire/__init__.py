@@ -1,1 +1,2 @@
 # SPDX-License-Identifier: Apache-2.0
+"""TS 29.538 JSON shapes as msgspec Structs: field names exactly as on the wire, no behaviour."""

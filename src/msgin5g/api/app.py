@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The raw ASGI application: routing, body intake, errors as ProblemDetails, metrics.
+
+No web framework: DESIGN 4 measured frameworks as the ceiling of the hot paths. Paths follow
+`{apiRoot}/<apiName>/v1/...` (TS 29.501 4.4.1); an unknown version of a known API is 400
+INVALID_API, an unknown path 404, a known path with another method 405.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from msgin5g.api import problems
+from msgin5g.api.http import HttpError, Request, Response, header_map, read_body
+from msgin5g.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One API operation: `name` labels metrics; `json_body` enforces application/json."""
+
+    method: str
+    path: str
+    name: str
+    handler: Handler
+    json_body: bool = False
+
+
+KNOWN_APIS = frozenset(
+    {
+        "msgs-asregistration",
+        "msgs-msgdelivery",
+        "msgs-topiclistevent",
+        "msgg-l3gdelivery",
+        "msgg-n3gdelivery",
+        "msgg-bgdelivery",
+    }
+)
+
+
+class Router:
+    """Static paths by dict lookup; paths ending in one `{param}` by prefix."""
+
+    def __init__(self, operations: list[Operation]) -> None:
+        self._static: dict[str, dict[str, Operation]] = {}
+        self._param: list[tuple[str, str, dict[str, Operation]]] = []
+        for op in operations:
+            if "{" in op.path:
+                prefix, _, rest = op.path.partition("{")
+                name = rest.rstrip("}")
+                for p, n, methods in self._param:
+                    if p == prefix and n == name:
+                        methods[op.method] = op
+                        break
+                else:
+                    self._param.append((prefix, name, {op.method: op}))
+            else:
+                self._static.setdefault(op.path, {})[op.method] = op
+
+    def match(self, path: str) -> tuple[dict[str, Operation], dict[str, str]] | None:
+        methods = self._static.get(path)
+        if methods is not None:
+            return methods, {}
+        for prefix, name, methods in self._param:
+            if path.startswith(prefix):
+                value = path[len(prefix) :]
+                if value and "/" not in value:
+                    return methods, {name: value}
+        return None
+
+
+class AsgiApp:
+    """ASGI 3 callable serving every configured operation."""
+
+    def __init__(
+        self,
+        operations: list[Operation],
+        metrics: Metrics,
+        *,
+        max_body: int = 1_048_576,
+    ) -> None:
+        self._router = Router(operations)
+        self._metrics = metrics
+        self._max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        name = "unknown"
+        try:
+            found = self._router.match(path)
+            if found is None:
+                raise _not_found(path)
+            methods, params = found
+            op = methods.get(method)
+            if op is None:
+                allow = ", ".join(sorted(methods)).encode()
+                raise HttpError(
+                    405,
+                    f"{method} is not allowed on {path}",
+                    cause="METHOD_NOT_ALLOWED",
+                    headers=[(b"allow", allow)],
+                )
+            name = op.name
+            headers = header_map(scope)
+            body = (
+                await read_body(receive, headers, self._max_body, needs_json=op.json_body)
+                if method in ("POST", "PUT", "PATCH")
+                else b""
+            )
+            request = Request(
+                method=method,
+                path=path,
+                headers=headers,
+                body=body,
+                scheme=scope.get("scheme", "http"),
+                server=scope.get("server"),
+                params=params,
+            )
+            response = await op.handler(request)
+        except Exception as exc:
+            response = problems.from_exception(exc)
+        self._metrics.inc(
+            "msgin5g_http_requests_total", operation=name, status=str(response.status)
+        )
+        headers_out = list(response.headers)
+        if response.content_type is not None and response.body:
+            headers_out.append((b"content-type", response.content_type))
+        headers_out.append((b"content-length", str(len(response.body)).encode()))
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": headers_out}
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _not_found(path: str) -> HttpError:
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] in KNOWN_APIS and parts[1] != "v1":
+        return HttpError(400, f"API version {parts[1]!r} is not supported", cause="INVALID_API")
+    return HttpError(404, f"no resource at {path}", cause="RESOURCE_URI_STRUCTURE_NOT_FOUND")
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Request and response objects of the raw ASGI app, and body intake with its limits.
+
+TS 29.500 5.2.7 conventions: JSON bodies only (415 otherwise), a configurable body limit
+(413), a Content-Length that disagrees with the body (411).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from msgin5g.core.errors import MsgIn5GError
+
+JSON = b"application/json"
+PROBLEM_JSON = b"application/problem+json"
+
+
+class HttpError(MsgIn5GError):
+    """An error that is already an HTTP status (411, 413, 415, 405, 400 for bad paths)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        cause: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(detail, cause=cause)
+        self.status = status
+        self.headers = headers or []
+
+
+@dataclass(slots=True)
+class Request:
+    """What a handler sees of one HTTP request."""
+
+    method: str
+    path: str
+    headers: dict[bytes, bytes]
+    body: bytes
+    scheme: str
+    server: tuple[str, int] | None
+    params: dict[str, str] = field(default_factory=dict)
+
+    def base_url(self, api_root: str | None) -> str:
+        """The apiRoot used in absolute URIs (Location): configured, else from Host."""
+        if api_root:
+            return api_root.rstrip("/")
+        host = self.headers.get(b"host") or self.headers.get(b":authority")
+        if host:
+            return f"{self.scheme}://{host.decode('latin-1')}"
+        if self.server:
+            return f"{self.scheme}://{self.server[0]}:{self.server[1]}"
+        return f"{self.scheme}://localhost"
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: bytes | None = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def header_map(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
+
+
+async def read_body(
+    receive: Any, headers: dict[bytes, bytes], limit: int, *, needs_json: bool
+) -> bytes:
+    """Read the request body, enforcing the content type and the size limit."""
+    if needs_json:
+        ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        if ctype != JSON and not (ctype.startswith(b"application/") and ctype.endswith(b"+json")):
+            raise HttpError(
+                415,
+                "the request body must be application/json",
+                cause="UNSUPPORTED_MEDIA_TYPE",
+            )
+    declared: int | None = None
+    raw_length = headers.get(b"content-length")
+    if raw_length is not None:
+        try:
+            declared = int(raw_length)
+        except ValueError:
+            raise HttpError(
+                411, "Content-Length is not a number", cause="INCORRECT_LENGTH"
+            ) from None
+        if declared > limit:
+            raise HttpError(
+                413,
+                f"the body is larger than the limit of {limit} bytes",
+                cause="PAYLOAD_TOO_LARGE",
+            )
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HttpError(400, "the client went away", cause="UNSPECIFIED_MSG_FAILURE")
+        chunk = message.get("body", b"")
+        body = body + chunk if body else chunk
+        if len(body) > limit:
+            raise HttpError(
+                413,
+                f"the body is larger than the limit of {limit} bytes",
+                cause="PAYLOAD_TOO_LARGE",
+            )
+        more = message.get("more_body", False)
+    if declared is not None and declared != len(body):
+        raise HttpError(411, "Content-Length does not match the body", cause="INCORRECT_LENGTH")
+    return body

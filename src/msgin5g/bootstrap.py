@@ -1,0 +1,200 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The composition root: builds adapters from Settings, then services, then the app (STYLE 3.7).
+
+This is the only module that knows the concrete classes. `ServerApp` owns the lifecycle of
+every background part: `start()` opens the store and resumes stored work, `stop()` drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+
+from msgin5g.api import msgs_asregistration, msgs_msgdelivery, operations
+from msgin5g.api.app import AsgiApp
+from msgin5g.api.translate import WireRenderer
+from msgin5g.core.message import AS, Address, Delivery
+from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
+from msgin5g.core.routing import Path, Route, Rule
+from msgin5g.observability import Metrics
+from msgin5g.outbound.as_callback import AsCallbackTransport
+from msgin5g.outbound.http_client import HttpClientPool
+from msgin5g.ports import Transport
+from msgin5g.services.delivery import MessageService
+from msgin5g.services.dispatch import Dispatcher
+from msgin5g.services.registration import AsRegistry
+from msgin5g.settings import Settings, describe, split_hostport
+from msgin5g.storage.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+class ServerApp:
+    """The MSGin5G Server: store, registry, dispatcher, services and the ASGI app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        d = settings.delivery
+        self.metrics = Metrics()
+        self.store = SqliteStore(
+            settings.data_path() / "msgin5g.sqlite3",
+            clock=time.time,
+            synchronous=settings.store.synchronous,
+        )
+        self.http_pool = HttpClientPool(timeout=d.callback_timeout_s)
+        self.registry = AsRegistry(self.store, on_registered=self._recipient_online)
+        self._as_transports: dict[str, Transport] = {}
+        self.service = MessageService(
+            self.store,
+            self._submit,
+            WireRenderer(),
+            self._rules(),
+            self.metrics,
+            clock=time.time,
+            expiry=ExpiryPolicy(
+                default_ttl=d.default_ttl_s,
+                max_ttl=d.max_ttl_s,
+                forward_window=d.forward_window_s,
+                report_ttl=d.report_ttl_s,
+            ),
+            idempotency_window=d.idempotency_window_s,
+        )
+        self.dispatcher = Dispatcher(
+            self.store,
+            self._transport_for,
+            self.service.failure_report,
+            self.metrics,
+            clock=time.time,
+            retry=RetryPolicy(initial=d.retry_initial_s, maximum=d.retry_max_s),
+            window_for=lambda a: d.as_window if a.kind == AS else 1,
+            sweep_interval=d.sweep_interval_s,
+        )
+        self._ready = False
+        self.app = AsgiApp(
+            [
+                *msgs_asregistration.operations(self.registry, settings.server.api_root or None),
+                *msgs_msgdelivery.operations(self.service),
+                *operations.operations(self.metrics, lambda: self._ready),
+            ],
+            self.metrics,
+            max_body=settings.server.max_body_bytes,
+        )
+        self._gauges()
+
+    # wiring ------------------------------------------------------------------------------------
+
+    def _submit(self, deliveries: Sequence[Delivery]) -> None:
+        self.dispatcher.submit(deliveries)
+
+    def _recipient_online(self, recipient: Address) -> None:
+        self._as_transports.pop(recipient.value, None)
+        self.dispatcher.wake(recipient)
+
+    def _rules(self) -> dict[str, Sequence[Rule]]:
+        def registered_as(address: Address) -> Route | None:
+            if self.registry.get(address.value) is None:
+                return None
+            return Route(Path.APPLICATION_SERVER, self.dispatcher.reachable(address))
+
+        return {AS: (registered_as,)}
+
+    def _transport_for(self, recipient: Address) -> Transport | None:
+        if recipient.kind != AS:
+            return None
+        registration = self.registry.get(recipient.value)
+        if registration is None or not registration.target_uri:
+            return None
+        transport = self._as_transports.get(recipient.value)
+        if transport is None:
+            service_id = recipient.value
+
+            def target() -> str | None:
+                current = self.registry.get(service_id)
+                return current.target_uri if current else None
+
+            transport = AsCallbackTransport(self.http_pool, target)
+            self._as_transports[recipient.value] = transport
+        return transport
+
+    def _gauges(self) -> None:
+        async def depth() -> float:
+            return float((await self.store.stats(time.time()))[0])
+
+        async def oldest() -> float:
+            return (await self.store.stats(time.time()))[1]
+
+        async def lanes() -> float:
+            return float(self.dispatcher.lanes)
+
+        async def registrations() -> float:
+            return float(len(self.registry))
+
+        self.metrics.gauge("msgin5g_store_depth", depth)
+        self.metrics.gauge("msgin5g_store_oldest_age_seconds", oldest)
+        self.metrics.gauge("msgin5g_lanes", lanes)
+        self.metrics.gauge("msgin5g_as_registrations", registrations)
+
+    # lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.registry.load()
+        await self.dispatcher.start()
+        self._ready = True
+        log.info("MSGin5G Server started", extra={"settings": describe(self.settings)})
+
+    async def stop(self) -> None:
+        self._ready = False
+        await self.dispatcher.stop()
+        await self.http_pool.aclose()
+        await self.store.close()
+        log.info("MSGin5G Server stopped")
+
+
+async def serve(settings: Settings) -> None:
+    """Run the server until SIGINT/SIGTERM: HTTP (h2c + HTTP/1.1, or TLS with ALPN h2)."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server.embed import Server as Granian
+
+    server = ServerApp(settings)
+    await server.start()
+    host, port = split_hostport(settings.server.http, "server.http")
+    tls = {}
+    if settings.server.tls_cert:
+        from pathlib import Path as FsPath
+
+        tls = {
+            "ssl_cert": FsPath(settings.server.tls_cert),
+            "ssl_key": FsPath(settings.server.tls_key),
+        }
+    http = Granian(
+        server.app,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGINL,
+        http=HTTPModes.auto,
+        websockets=False,
+        backlog=2048,
+        log_enabled=False,
+        **tls,  # type: ignore[arg-type]
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, http.stop)
+    try:
+        log.info(
+            "listening",
+            extra={
+                "http": settings.server.http,
+                "tls": bool(tls),
+                "data_dir": settings.server.data_dir,
+            },
+        )
+        await http.serve()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await server.stop()

@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`msgin5g` command line: server, up (all-in-one), send (an AS sends one message).
+
+Pinned by DESIGN 2.6: `msgin5g server --http HOST:PORT --coap HOST:PORT --data-dir DIR
+[--config FILE] [--insecure]`; every flag also works from the config file and as a
+`MSGIN5G_<NAME>` environment variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from msgin5g import __version__
+from msgin5g.observability import JsonFormatter
+from msgin5g.settings import Settings, SettingsError, load
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log.format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log.level.upper())
+
+
+def _server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http", help="HTTP listen address HOST:PORT (h2c and HTTP/1.1)")
+    parser.add_argument("--coap", help="CoAP listen address HOST:PORT (UDP)")
+    parser.add_argument("--data-dir", help="directory of the embedded store")
+    parser.add_argument("--config", help="TOML config file")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="allow non-loopback addresses without authentication",
+    )
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from msgin5g.bootstrap import serve
+
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {
+            k: v
+            for k, v in {
+                "http": args.http,
+                "coap": args.coap,
+                "data_dir": args.data_dir,
+                "insecure": args.insecure,
+            }.items()
+            if v is not None
+        }
+    }
+    try:
+        settings = load(args.config, overrides)
+    except SettingsError as exc:
+        print(f"msgin5g: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"msgin5g: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_send(args: argparse.Namespace) -> int:
+    from msgin5g.cli.send import send
+
+    return asyncio.run(send(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msgin5g", description="The 3GPP MSGin5G Service")
+    parser.add_argument("--version", action="version", version=f"msgin5g {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser("server", help="run the MSGin5G Server")
+    _server_args(server)
+    server.set_defaults(run=_run_server)
+
+    up = sub.add_parser(
+        "up", help="all-in-one: the server on its embedded defaults, for a laptop or lab"
+    )
+    _server_args(up)
+    up.set_defaults(run=_run_server)
+
+    from msgin5g.cli.send import add_arguments as send_arguments
+
+    send = sub.add_parser("send", help="send one message as an Application Server")
+    send_arguments(send)
+    send.set_defaults(run=_run_send)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

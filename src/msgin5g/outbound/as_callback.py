@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Delivery to an Application Server at its registered `targetUri` (our binding, DESIGN 2.2).
+
+Messages go to `{targetUri}/deliver-message`, reports to `{targetUri}/deliver-report`. Any
+2xx is success; 5xx, 408, 429, timeouts and refused connections are retried; other 4xx
+reject the delivery (and the sender gets a failure report if it asked for one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from msgin5g.core.message import Delivery, DeliveryKind
+from msgin5g.outbound.http_client import HttpClientPool, PeerUnavailable
+from msgin5g.ports import SendOutcome, SendResult
+
+_PATHS = {DeliveryKind.MESSAGE: "/deliver-message", DeliveryKind.REPORT: "/deliver-report"}
+
+
+class AsCallbackTransport:
+    """`Transport` for one Application Server."""
+
+    def __init__(self, pool: HttpClientPool, target_uri: Callable[[], str | None]) -> None:
+        self._pool = pool
+        self._target_uri = target_uri
+
+    async def send(self, delivery: Delivery) -> SendOutcome:
+        target = self._target_uri()
+        if not target:
+            return SendOutcome(SendResult.RETRY, "the AS registered no targetUri")
+        url = target.rstrip("/") + _PATHS[delivery.kind]
+        try:
+            response = await self._pool.post_json(url, delivery.body)
+        except PeerUnavailable as exc:
+            return SendOutcome(SendResult.RETRY, str(exc))
+        status = response.status_code
+        if 200 <= status < 300:
+            return SendOutcome(SendResult.DELIVERED)
+        if status >= 500 or status in (408, 429):
+            return SendOutcome(SendResult.RETRY, f"AS answered HTTP {status}")
+        return SendOutcome(SendResult.REJECTED, f"AS_REJECTED: the AS answered HTTP {status}")

@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Ports: the small Protocols the services need, in domain types only (STYLE 3.5)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from msgin5g.core.message import (
+    Acceptance,
+    Address,
+    AsRegistration,
+    Delivery,
+    DeliveryKind,
+    Message,
+    Priority,
+    Report,
+)
+
+
+class Clock(Protocol):
+    """Wall-clock time in epoch seconds; injected so expiry tests never sleep."""
+
+    def now(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery to create; the store assigns `delivery_id`."""
+
+    kind: DeliveryKind
+    recipient: Address
+    body: bytes
+    priority: Priority
+    expires_at: float
+    origin: Address
+    message_id: str
+    wants_report: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """What the store remembers of an accepted message, for idempotency and report routing."""
+
+    origin: Address
+    message_id: str
+    recipient: Address
+    acceptance: Acceptance
+    wants_report: bool
+    report_received: bool
+    keep_until: float
+
+
+class Outcome(enum.Enum):
+    """How a delivery left the queue."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class MessageStore(Protocol):
+    """Durable record of accepted messages, reports and queued deliveries.
+
+    Every method that returns has committed: a caller may acknowledge its sender afterwards.
+    """
+
+    async def accept(
+        self, record: MessageRecord, deliveries: Sequence[NewDelivery]
+    ) -> tuple[MessageRecord | None, list[Delivery]]:
+        """Store a new message and its deliveries atomically.
+
+        Returns (previous, []) without writing when (origin, message_id) is already known,
+        else (None, the created deliveries).
+        """
+        ...
+
+    async def find_message(self, origin: Address, message_id: str) -> MessageRecord | None: ...
+
+    async def accept_report(
+        self, origin: Address, message_id: str, delivery: NewDelivery
+    ) -> Delivery | None:
+        """Record that the report on (origin, message_id) arrived and queue its forwarding.
+
+        Returns None, writing nothing, when a report for that message was already accepted.
+        """
+        ...
+
+    async def finish(
+        self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None
+    ) -> Delivery | None:
+        """Remove a delivery that reached `outcome`; queue `follow_up` (a report) atomically."""
+        ...
+
+    async def record_attempt(self, delivery_id: int, attempts: int) -> None: ...
+
+    async def pending(
+        self, recipient: Address, exclude: Sequence[int], limit: int
+    ) -> list[Delivery]:
+        """Queued deliveries for `recipient`, highest priority then oldest first."""
+        ...
+
+    async def recipients_with_pending(self) -> list[Address]: ...
+
+    async def add_deliveries(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]: ...
+
+    async def expire(self, now: float, limit: int, exclude: Sequence[int]) -> list[Delivery]:
+        """Remove up to `limit` deliveries whose expiry passed, except those in `exclude`
+        (being handed over right now); returns what was removed."""
+        ...
+
+    async def purge_messages(self, now: float) -> int:
+        """Forget idempotency records past `keep_until`; returns how many were removed."""
+        ...
+
+    async def stats(self, now: float) -> tuple[int, float]:
+        """(number of queued deliveries, age in seconds of the oldest)."""
+        ...
+
+    # AS registrations (TS 29.538 8.1)
+    async def save_as_registration(self, registration: AsRegistration) -> AsRegistration:
+        """Insert or update by `as_service_id`; an update keeps the existing registration id."""
+        ...
+
+    async def delete_as_registration(self, registration_id: str) -> AsRegistration | None: ...
+
+    async def load_as_registrations(self) -> list[AsRegistration]: ...
+
+
+class SendResult(enum.Enum):
+    """What a transport made of one hand-over attempt."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    result: SendResult
+    detail: str = ""
+
+
+class Transport(Protocol):
+    """Hands one delivery to its recipient over one path (AS callback, CoAP, gateway)."""
+
+    async def send(self, delivery: Delivery) -> SendOutcome: ...
+
+
+class Renderer(Protocol):
+    """Turns domain objects into the wire bodies queued for recipients (TS 29.538 shapes)."""
+
+    def message(self, message: Message) -> bytes: ...
+
+    def report(self, report: Report) -> bytes: ...

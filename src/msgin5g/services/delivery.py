@@ -1,0 +1,217 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Message and report intake (TS 29.538 8.2 MSGS_MSGDelivery; TS 23.554 8.3.2-8.3.6).
+
+`accept` resolves the recipient, decides the acknowledgement (forwarded, stored, failed),
+commits the message with its delivery and only then answers. (originator, msgId) makes a
+repeat an idempotent re-acknowledgement. `accept_report` correlates a report with the message
+it is about and queues it toward the original sender.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from msgin5g.core.message import (
+    GROUP,
+    TOPIC,
+    Acceptance,
+    AckStatus,
+    Delivery,
+    DeliveryKind,
+    Message,
+    Priority,
+    Report,
+    ReportStatus,
+)
+from msgin5g.core.retry import ExpiryPolicy
+from msgin5g.core.routing import Route, Rule, Unroutable, resolve
+from msgin5g.observability import Metrics
+from msgin5g.ports import MessageRecord, MessageStore, NewDelivery, Outcome, Renderer
+
+log = logging.getLogger(__name__)
+
+
+class MessageService:
+    """Accepts messages and reports; the store commits before any acknowledgement."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        submit: Callable[[Sequence[Delivery]], None],
+        renderer: Renderer,
+        rules: dict[str, Sequence[Rule]],
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float],
+        expiry: ExpiryPolicy | None = None,
+        idempotency_window: float = 86_400.0,
+        recent_limit: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._submit = submit
+        self._renderer = renderer
+        self._rules = rules
+        self._metrics = metrics
+        self._clock = clock
+        self._expiry = expiry or ExpiryPolicy()
+        self._idempotency_window = idempotency_window
+        self._recent: OrderedDict[tuple[str, str], Acceptance] = OrderedDict()
+        self._recent_limit = recent_limit
+
+    # messages ----------------------------------------------------------------------------------
+
+    async def accept(self, message: Message) -> Acceptance:
+        """Accept one message; the returned Acceptance is durable when this returns."""
+        key = (message.originator.key, message.message_id)
+        known = self._recent.get(key)
+        if known is not None:
+            self._metrics.inc("msgin5g_messages_total", outcome="duplicate")
+            return known
+        now = self._clock()
+        acceptance = self._decide(message, now)
+        expires_at = self._expiry.message_expiry(now, message.store_and_forward, message.expires_at)
+        deliveries: list[NewDelivery] = []
+        if acceptance.status is not AckStatus.FAILED:
+            deliveries.append(
+                NewDelivery(
+                    kind=DeliveryKind.MESSAGE,
+                    recipient=message.recipient,
+                    body=self._renderer.message(message),
+                    priority=message.priority,
+                    expires_at=expires_at,
+                    origin=message.originator,
+                    message_id=message.message_id,
+                    wants_report=message.wants_report,
+                )
+            )
+        record = MessageRecord(
+            origin=message.originator,
+            message_id=message.message_id,
+            recipient=message.recipient,
+            acceptance=acceptance,
+            wants_report=message.wants_report,
+            report_received=False,
+            keep_until=max(expires_at, now + self._idempotency_window),
+        )
+        previous, created = await self._store.accept(record, deliveries)
+        if previous is not None:
+            self._remember(key, previous.acceptance)
+            self._metrics.inc("msgin5g_messages_total", outcome="duplicate")
+            return previous.acceptance
+        self._remember(key, acceptance)
+        if created:
+            self._submit(created)
+        outcome = {
+            AckStatus.FORWARDED: "accepted",
+            AckStatus.STORED: "stored",
+            AckStatus.FAILED: "failed",
+        }[acceptance.status]
+        self._metrics.inc("msgin5g_messages_total", outcome=outcome)
+        if log.isEnabledFor(logging.DEBUG) or acceptance.status is AckStatus.FAILED:
+            log.log(
+                logging.INFO if acceptance.status is AckStatus.FAILED else logging.DEBUG,
+                "message %s",
+                outcome,
+                extra={
+                    "msgId": message.message_id,
+                    "originator": message.originator.key,
+                    "recipient": message.recipient.key,
+                    "cause": acceptance.failure_cause,
+                },
+            )
+        return acceptance
+
+    def _decide(self, message: Message, now: float) -> Acceptance:
+        if message.expires_at is not None and message.expires_at <= now:
+            return Acceptance(AckStatus.FAILED, "EXPIRED: exprTime is already in the past")
+        route = resolve(message.recipient, self._rules)
+        if isinstance(route, Unroutable):
+            return Acceptance(AckStatus.FAILED, route.cause)
+        assert isinstance(route, Route)
+        if route.reachable:
+            return Acceptance(AckStatus.FORWARDED)
+        if message.store_and_forward:
+            return Acceptance(AckStatus.STORED)
+        return Acceptance(
+            AckStatus.FAILED,
+            "RECIPIENT_UNREACHABLE: recipient is not reachable and stoAndFwInd is false",
+        )
+
+    def _remember(self, key: tuple[str, str], acceptance: Acceptance) -> None:
+        self._recent[key] = acceptance
+        if len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+
+    # reports -------------------------------------------------------------------------------------
+
+    async def accept_report(self, report: Report) -> Acceptance:
+        """Correlate `report` with its message and queue it toward the original sender."""
+        record = await self._store.find_message(report.recipient, report.message_id)
+        failure = self._check_report(report, record)
+        if failure is not None:
+            self._metrics.inc("msgin5g_reports_total", outcome="refused")
+            log.info(
+                "report refused",
+                extra={
+                    "msgId": report.message_id,
+                    "reporter": report.reporter.key,
+                    "recipient": report.recipient.key,
+                    "cause": failure,
+                },
+            )
+            return Acceptance(AckStatus.FAILED, failure)
+        created = await self._store.accept_report(
+            report.recipient, report.message_id, self._report_delivery(report)
+        )
+        if created is None:
+            self._metrics.inc("msgin5g_reports_total", outcome="duplicate")
+            return Acceptance(AckStatus.FORWARDED)
+        self._submit([created])
+        self._metrics.inc("msgin5g_reports_total", outcome="accepted")
+        return Acceptance(AckStatus.FORWARDED)
+
+    @staticmethod
+    def _check_report(report: Report, record: MessageRecord | None) -> str | None:
+        if record is None:
+            return (
+                f"UNKNOWN_MESSAGE: no message {report.message_id!r} from"
+                f" {report.recipient.key} is known"
+            )
+        if record.recipient != report.reporter and record.recipient.kind not in (GROUP, TOPIC):
+            return (
+                f"NOT_A_RECIPIENT: {report.reporter.key} was not sent message {report.message_id!r}"
+            )
+        if not record.wants_report:
+            return "REPORT_NOT_REQUESTED: the sender did not ask for a delivery status report"
+        return None
+
+    def _report_delivery(self, report: Report) -> NewDelivery:
+        return NewDelivery(
+            kind=DeliveryKind.REPORT,
+            recipient=report.recipient,
+            body=self._renderer.report(report),
+            priority=Priority.HIGH,
+            expires_at=self._clock() + self._expiry.report_ttl,
+            origin=report.reporter,
+            message_id=report.message_id,
+            wants_report=False,
+        )
+
+    def failure_report(
+        self, delivery: Delivery, outcome: Outcome, cause: str
+    ) -> NewDelivery | None:
+        """The REPT_DELY_FAILED report owed to the originator of a failed or expired message."""
+        if delivery.kind is not DeliveryKind.MESSAGE or not delivery.wants_report:
+            return None
+        del outcome  # the cause text says which
+        return self._report_delivery(
+            Report(
+                reporter=delivery.recipient,
+                recipient=delivery.origin,
+                message_id=delivery.message_id,
+                status=ReportStatus.FAILED.value,
+                failure_cause=cause,
+            )
+        )

@@ -1,0 +1,340 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The store-and-forward worker: hands queued deliveries to recipients (TS 23.554 8.3.6).
+
+One lane per recipient with pending work. A lane keeps at most `buffer_limit` deliveries in
+memory and pages the rest from the store, so a recipient that is down grows its queue on disk,
+not in memory. A failing recipient backs off as a whole (capped exponential), so other
+recipients keep their speed. A recipient with no transport (not registered, not observing) is
+parked until `wake()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from msgin5g.core.message import Address, Delivery
+from msgin5g.core.retry import RetryPolicy
+from msgin5g.observability import Metrics
+from msgin5g.ports import MessageStore, NewDelivery, Outcome, SendResult, Transport
+
+log = logging.getLogger(__name__)
+
+EXPIRED_CAUSE = "EXPIRED: not delivered before the message expired"
+
+ReportFactory = Callable[[Delivery, Outcome, str], NewDelivery | None]
+"""Builds the failure report owed to the originator of a delivery that failed or expired."""
+
+
+@dataclass(slots=True)
+class _Lane:
+    recipient: Address
+    window: int
+    heap: list[tuple[int, int, Delivery]] = field(default_factory=list)
+    known: set[int] = field(default_factory=set)
+    in_flight: dict[int, Delivery] = field(default_factory=dict)
+    spilled: bool = False
+    parked: bool = False
+    failures: int = 0
+    backoff_until: float = 0.0
+    workers: int = 0
+    loading: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Dispatcher:
+    """Owns every lane and the expiry sweeper; start() and stop() bound their tasks."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        transport_for: Callable[[Address], Transport | None],
+        report_factory: ReportFactory,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float],
+        retry: RetryPolicy | None = None,
+        window_for: Callable[[Address], int] = lambda _a: 1,
+        buffer_limit: int = 1024,
+        sweep_interval: float = 1.0,
+        on_delivered: Callable[[Delivery], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._transport_for = transport_for
+        self._report_factory = report_factory
+        self._metrics = metrics
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        self._window_for = window_for
+        self._buffer_limit = buffer_limit
+        self._sweep_interval = sweep_interval
+        self._on_delivered = on_delivered
+        self._lanes: dict[str, _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._random = random.Random()
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume every recipient that has stored work, then start the expiry sweeper."""
+        for recipient in await self._store.recipients_with_pending():
+            lane = self._lane(recipient)
+            lane.spilled = True
+            self._kick(lane)
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="msgin5g-expiry-sweeper")
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop taking new work; let in-flight hand-overs finish for up to `drain_timeout` s."""
+        self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=drain_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # intake ----------------------------------------------------------------------------------
+
+    def submit(self, deliveries: Iterable[Delivery]) -> None:
+        """Hand newly committed deliveries to their lanes (they are already durable)."""
+        for delivery in deliveries:
+            lane = self._lane(delivery.recipient)
+            self._push(lane, delivery)
+            self._kick(lane)
+
+    def wake(self, recipient: Address) -> None:
+        """The recipient became reachable: reload its stored work and try at once."""
+        lane = self._lanes.get(recipient.key)
+        if lane is None:
+            lane = self._lane(recipient)
+            lane.spilled = True
+        lane.parked = False
+        lane.backoff_until = 0.0
+        self._kick(lane)
+
+    def reachable(self, recipient: Address) -> bool:
+        """True when a message for `recipient` would be handed over now, not stored."""
+        if self._transport_for(recipient) is None:
+            return False
+        lane = self._lanes.get(recipient.key)
+        return lane is None or (lane.backoff_until <= self._clock() and not lane.parked)
+
+    def forget(self, delivery_ids: Iterable[int]) -> None:
+        """Drop deliveries the store no longer holds (expired) from memory."""
+        ids = set(delivery_ids)
+        for lane in self._lanes.values():
+            if lane.known & ids:
+                lane.heap = [e for e in lane.heap if e[1] not in ids]
+                heapq.heapify(lane.heap)
+                lane.known -= ids
+
+    def in_flight_ids(self) -> list[int]:
+        return [i for lane in self._lanes.values() for i in lane.in_flight]
+
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    # lanes -----------------------------------------------------------------------------------
+
+    def _lane(self, recipient: Address) -> _Lane:
+        lane = self._lanes.get(recipient.key)
+        if lane is None:
+            lane = _Lane(recipient=recipient, window=max(1, self._window_for(recipient)))
+            self._lanes[recipient.key] = lane
+        return lane
+
+    def _push(self, lane: _Lane, delivery: Delivery) -> None:
+        if delivery.delivery_id in lane.known or delivery.delivery_id in lane.in_flight:
+            return
+        if lane.spilled or len(lane.heap) >= self._buffer_limit:
+            lane.spilled = True  # it is in the store; the lane pages it in later
+            return
+        heapq.heappush(lane.heap, (int(delivery.priority), delivery.delivery_id, delivery))
+        lane.known.add(delivery.delivery_id)
+
+    def _kick(self, lane: _Lane) -> None:
+        if self._stopping or lane.parked:
+            return
+        wanted = min(lane.window, max(1, len(lane.heap))) if not lane.spilled else lane.window
+        while lane.workers < wanted:
+            lane.workers += 1
+            task = asyncio.create_task(self._worker(lane), name=f"lane:{lane.recipient.key}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _take(self, lane: _Lane) -> Delivery | None:
+        while True:
+            if self._stopping or lane.parked:
+                return None
+            delay = lane.backoff_until - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if lane.heap:
+                _prio, delivery_id, delivery = heapq.heappop(lane.heap)
+                lane.known.discard(delivery_id)
+                return delivery
+            if not lane.spilled:
+                return None
+            async with lane.loading:
+                if lane.heap or not lane.spilled:
+                    continue
+                page = await self._store.pending(
+                    lane.recipient, list(lane.in_flight), self._buffer_limit
+                )
+                lane.spilled = len(page) >= self._buffer_limit
+                for delivery in page:
+                    if delivery.delivery_id not in lane.in_flight:
+                        heapq.heappush(
+                            lane.heap, (int(delivery.priority), delivery.delivery_id, delivery)
+                        )
+                        lane.known.add(delivery.delivery_id)
+                if not page:
+                    return None
+
+    async def _worker(self, lane: _Lane) -> None:
+        try:
+            while (delivery := await self._take(lane)) is not None:
+                transport = self._transport_for(lane.recipient)
+                if transport is None:
+                    self._park(lane, delivery)
+                    return
+                lane.in_flight[delivery.delivery_id] = delivery
+                try:
+                    await self._hand_over(lane, transport, delivery)
+                finally:
+                    lane.in_flight.pop(delivery.delivery_id, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery lane failed", extra={"recipient": lane.recipient.key})
+        finally:
+            lane.workers -= 1
+            if (
+                lane.workers == 0
+                and not lane.heap
+                and not lane.spilled
+                and not lane.in_flight
+                and self._lanes.get(lane.recipient.key) is lane
+            ):
+                del self._lanes[lane.recipient.key]
+
+    def _park(self, lane: _Lane, delivery: Delivery) -> None:
+        lane.parked = True
+        lane.spilled = True
+        lane.heap.clear()
+        lane.known.clear()
+        log.debug("recipient unreachable, parked", extra={"recipient": lane.recipient.key})
+        del delivery  # it stays in the store
+
+    async def _hand_over(self, lane: _Lane, transport: Transport, delivery: Delivery) -> None:
+        now = self._clock()
+        if delivery.expires_at <= now:
+            await self._finish(delivery, Outcome.EXPIRED, EXPIRED_CAUSE)
+            return
+        outcome = await transport.send(delivery)
+        if outcome.result is SendResult.DELIVERED:
+            lane.failures = 0
+            await self._store.finish(delivery, Outcome.DELIVERED, None)
+            self._metrics.inc("msgin5g_deliveries_total", outcome="delivered")
+            if self._on_delivered is not None:
+                await self._on_delivered(delivery)
+        elif outcome.result is SendResult.REJECTED:
+            await self._finish(delivery, Outcome.FAILED, outcome.detail)
+        else:
+            lane.failures += 1
+            attempts = delivery.attempts + 1
+            pause = self._retry.delay(lane.failures, self._random.random())
+            lane.backoff_until = max(lane.backoff_until, self._clock() + pause)
+            self._metrics.inc("msgin5g_deliveries_total", outcome="retried")
+            log.info(
+                "delivery deferred",
+                extra={
+                    "recipient": lane.recipient.key,
+                    "msgId": delivery.message_id,
+                    "attempt": attempts,
+                    "retry_in_s": round(pause, 3),
+                    "reason": outcome.detail,
+                },
+            )
+            await self._store.record_attempt(delivery.delivery_id, attempts)
+            retried = Delivery(
+                delivery_id=delivery.delivery_id,
+                kind=delivery.kind,
+                recipient=delivery.recipient,
+                body=delivery.body,
+                priority=delivery.priority,
+                expires_at=delivery.expires_at,
+                origin=delivery.origin,
+                message_id=delivery.message_id,
+                wants_report=delivery.wants_report,
+                attempts=attempts,
+            )
+            if not lane.spilled:
+                heapq.heappush(lane.heap, (int(retried.priority), retried.delivery_id, retried))
+                lane.known.add(retried.delivery_id)
+
+    async def _finish(self, delivery: Delivery, outcome: Outcome, cause: str) -> None:
+        follow_up = self._report_factory(delivery, outcome, cause)
+        created = await self._store.finish(delivery, outcome, follow_up)
+        self._metrics.inc("msgin5g_deliveries_total", outcome=outcome.value)
+        log.info(
+            "delivery %s",
+            outcome.value,
+            extra={
+                "recipient": delivery.recipient.key,
+                "originator": delivery.origin.key,
+                "msgId": delivery.message_id,
+                "cause": cause,
+            },
+        )
+        if created is not None:
+            self.submit([created])
+
+    # expiry ----------------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Expire what is past its time; returns how many deliveries expired."""
+        total = 0
+        while True:
+            expired = await self._store.expire(self._clock(), 512, self.in_flight_ids())
+            if not expired:
+                return total
+            self.forget(d.delivery_id for d in expired)
+            follow_ups = [
+                f
+                for d in expired
+                if (f := self._report_factory(d, Outcome.EXPIRED, EXPIRED_CAUSE)) is not None
+            ]
+            for d in expired:
+                self._metrics.inc("msgin5g_deliveries_total", outcome="expired")
+                log.info(
+                    "delivery expired",
+                    extra={
+                        "recipient": d.recipient.key,
+                        "originator": d.origin.key,
+                        "msgId": d.message_id,
+                    },
+                )
+            if follow_ups:
+                self.submit(await self._store.add_deliveries(follow_ups))
+            total += len(expired)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+                await self._store.purge_messages(self._clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("expiry sweep failed")
+            await asyncio.sleep(self._sweep_interval)

@@ -1,0 +1,475 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The embedded store: SQLite in WAL mode under `--data-dir` (DESIGN 3, ADR 0003).
+
+Writes go to one writer thread that commits everything queued so far in one transaction
+(group commit) and then resolves the waiting coroutines; a method returns only after its
+transaction committed, so a sender acknowledged afterwards survives kill -9. Reads use a
+second connection on the event-loop thread (WAL readers never block the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from msgin5g.core.errors import StorageFailure
+from msgin5g.core.message import (
+    Acceptance,
+    AckStatus,
+    Address,
+    AsRegistration,
+    Delivery,
+    DeliveryKind,
+    Priority,
+)
+from msgin5g.ports import MessageRecord, NewDelivery, Outcome
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE messages (
+        origin TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        ack_status TEXT,
+        ack_cause TEXT,
+        wants_report INTEGER NOT NULL,
+        report_received INTEGER NOT NULL DEFAULT 0,
+        keep_until REAL NOT NULL,
+        PRIMARY KEY (origin, message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_keep_until ON messages (keep_until);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        origin TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        wants_report INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX deliveries_queue ON deliveries (recipient, priority, id);
+    CREATE INDEX deliveries_expiry ON deliveries (expires_at);
+    CREATE TABLE as_registrations (
+        registration_id TEXT PRIMARY KEY,
+        as_service_id TEXT NOT NULL UNIQUE,
+        app_id TEXT,
+        target_uri TEXT,
+        profile BLOB
+    );
+    """,
+}
+
+_DELIVERY_COLUMNS = (
+    "id, kind, recipient, body, priority, expires_at, origin, message_id, wants_report, attempts"
+)
+
+_STOP = object()
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    return Delivery(
+        delivery_id=row[0],
+        kind=DeliveryKind(row[1]),
+        recipient=Address.from_key(row[2]),
+        body=row[3],
+        priority=Priority(row[4]),
+        expires_at=row[5],
+        origin=Address.from_key(row[6]),
+        message_id=row[7],
+        wants_report=bool(row[8]),
+        attempts=row[9],
+    )
+
+
+def _record(row: tuple[Any, ...]) -> MessageRecord:
+    return MessageRecord(
+        origin=Address.from_key(row[0]),
+        message_id=row[1],
+        recipient=Address.from_key(row[2]),
+        acceptance=Acceptance(AckStatus(row[3]), row[4]),
+        wants_report=bool(row[5]),
+        report_received=bool(row[6]),
+        keep_until=row[7],
+    )
+
+
+def _insert_delivery(conn: sqlite3.Connection, item: NewDelivery, now: float) -> Delivery:
+    cur = conn.execute(
+        "INSERT INTO deliveries (recipient, kind, priority, body, origin, message_id,"
+        " wants_report, expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+        (
+            item.recipient.key,
+            item.kind.value,
+            int(item.priority),
+            item.body,
+            item.origin.key,
+            item.message_id,
+            int(item.wants_report),
+            item.expires_at,
+            now,
+        ),
+    )
+    delivery_id = cur.lastrowid
+    assert delivery_id is not None
+    return Delivery(
+        delivery_id=delivery_id,
+        kind=item.kind,
+        recipient=item.recipient,
+        body=item.body,
+        priority=item.priority,
+        expires_at=item.expires_at,
+        origin=item.origin,
+        message_id=item.message_id,
+        wants_report=item.wants_report,
+    )
+
+
+class SqliteStore:
+    """`MessageStore` on one SQLite file. `synchronous` is NORMAL (survives process crashes,
+    the kill -9 promise) or FULL (also survives power loss, at a cost per commit)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float],
+        synchronous: str = "NORMAL",
+        max_batch: int = 2048,
+    ) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        self._path = path
+        self._clock = clock
+        self._synchronous = synchronous.upper()
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0
+        self.committed_ops = 0
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._writer_main, args=(ready,), name="msgin5g-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        await ready
+        self._reader = self._connect()
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.executescript(
+                f"BEGIN IMMEDIATE;{MIGRATIONS[target]};PRAGMA user_version={target};COMMIT;"
+            )
+            log.info("store schema migrated", extra={"schema_version": target})
+
+    # writer thread ---------------------------------------------------------------------------
+
+    def _writer_main(self, ready: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            conn = self._connect()
+            self._migrate(conn)
+        except Exception as exc:  # reported to open()
+            loop.call_soon_threadsafe(ready.set_exception, exc)
+            return
+        loop.call_soon_threadsafe(ready.set_result, None)
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is _STOP or _STOP in batch:
+                stopping = True
+                batch = [b for b in batch if b is not _STOP]
+            if batch:
+                results = self._run_batch(conn, batch)
+                loop.call_soon_threadsafe(_resolve_all, results)
+        conn.close()
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, fut in batch:
+                results.append((fut, True, op(conn)))
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.committed_ops += len(batch)
+            return results
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        # One op failed: run each alone so only the culprit fails.
+        results = []
+        for op, fut in batch:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                value = op(conn)
+                conn.execute("COMMIT")
+                results.append((fut, True, value))
+            except Exception as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                log.error("store write failed", exc_info=exc)
+                results.append((fut, False, StorageFailure(f"store write failed: {exc}")))
+        self.commits += 1
+        self.committed_ops += len(batch)
+        return results
+
+    def _write(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        if self._thread is None or self._loop is None:
+            raise StorageFailure("store is closed")
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put((op, fut))
+        return fut
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise StorageFailure("store is closed")
+        return self._reader
+
+    # messages ---------------------------------------------------------------------------------
+
+    async def accept(
+        self, record: MessageRecord, deliveries: Sequence[NewDelivery]
+    ) -> tuple[MessageRecord | None, list[Delivery]]:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> tuple[MessageRecord | None, list[Delivery]]:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO messages (origin, message_id, recipient, ack_status,"
+                " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?)",
+                (
+                    record.origin.key,
+                    record.message_id,
+                    record.recipient.key,
+                    record.acceptance.status.value,
+                    record.acceptance.failure_cause,
+                    int(record.wants_report),
+                    record.keep_until,
+                ),
+            )
+            if cur.rowcount == 0:
+                return _find(conn, record.origin, record.message_id), []
+            return None, [_insert_delivery(conn, d, now) for d in deliveries]
+
+        return await self._write(op)
+
+    async def find_message(self, origin: Address, message_id: str) -> MessageRecord | None:
+        return _find(self._read(), origin, message_id)
+
+    async def accept_report(
+        self, origin: Address, message_id: str, delivery: NewDelivery
+    ) -> Delivery | None:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> Delivery | None:
+            cur = conn.execute(
+                "UPDATE messages SET report_received=1"
+                " WHERE origin=? AND message_id=? AND report_received=0",
+                (origin.key, message_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            return _insert_delivery(conn, delivery, now)
+
+        return await self._write(op)
+
+    async def finish(
+        self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None
+    ) -> Delivery | None:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> Delivery | None:
+            cur = conn.execute("DELETE FROM deliveries WHERE id=?", (delivery.delivery_id,))
+            if cur.rowcount == 0 or follow_up is None:
+                return None
+            return _insert_delivery(conn, follow_up, now)
+
+        return await self._write(op)
+
+    async def record_attempt(self, delivery_id: int, attempts: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE deliveries SET attempts=? WHERE id=?", (attempts, delivery_id))
+
+        await self._write(op)
+
+    async def pending(
+        self, recipient: Address, exclude: Sequence[int], limit: int
+    ) -> list[Delivery]:
+        conn = self._read()
+        if exclude:
+            marks = ",".join("?" * len(exclude))
+            rows = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE recipient=?"
+                f" AND id NOT IN ({marks}) ORDER BY priority, id LIMIT ?",
+                (recipient.key, *exclude, limit),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE recipient=?"
+                " ORDER BY priority, id LIMIT ?",
+                (recipient.key, limit),
+            ).fetchall()
+        return [_delivery(r) for r in rows]
+
+    async def recipients_with_pending(self) -> list[Address]:
+        rows = self._read().execute("SELECT DISTINCT recipient FROM deliveries").fetchall()
+        return [Address.from_key(r[0]) for r in rows]
+
+    async def expire(self, now: float, limit: int, exclude: Sequence[int]) -> list[Delivery]:
+        skip = set(exclude)
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = [
+                r
+                for r in conn.execute(
+                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE expires_at<=?"
+                    " ORDER BY expires_at LIMIT ?",
+                    (now, limit + len(skip)),
+                ).fetchall()
+                if r[0] not in skip
+            ][:limit]
+            conn.executemany("DELETE FROM deliveries WHERE id=?", [(r[0],) for r in rows])
+            return [_delivery(r) for r in rows]
+
+        return await self._write(op)
+
+    async def add_deliveries(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            return [_insert_delivery(conn, d, now) for d in deliveries]
+
+        return await self._write(op)
+
+    async def purge_messages(self, now: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM messages WHERE keep_until<=?", (now,)).rowcount
+
+        return await self._write(op)
+
+    async def stats(self, now: float) -> tuple[int, float]:
+        count, oldest = (
+            self._read().execute("SELECT COUNT(*), MIN(created_at) FROM deliveries").fetchone()
+        )
+        return int(count), (max(0.0, now - oldest) if oldest is not None else 0.0)
+
+    # AS registrations ---------------------------------------------------------------------------
+
+    async def save_as_registration(self, registration: AsRegistration) -> AsRegistration:
+        def op(conn: sqlite3.Connection) -> AsRegistration:
+            row = conn.execute(
+                "SELECT registration_id FROM as_registrations WHERE as_service_id=?",
+                (registration.as_service_id,),
+            ).fetchone()
+            reg_id = row[0] if row else registration.registration_id
+            conn.execute(
+                "INSERT INTO as_registrations (registration_id, as_service_id, app_id,"
+                " target_uri, profile) VALUES (?,?,?,?,?) ON CONFLICT(as_service_id) DO UPDATE"
+                " SET app_id=excluded.app_id, target_uri=excluded.target_uri,"
+                " profile=excluded.profile",
+                (
+                    reg_id,
+                    registration.as_service_id,
+                    registration.app_id,
+                    registration.target_uri,
+                    registration.profile_json,
+                ),
+            )
+            return AsRegistration(
+                registration_id=reg_id,
+                as_service_id=registration.as_service_id,
+                app_id=registration.app_id,
+                target_uri=registration.target_uri,
+                profile_json=registration.profile_json,
+            )
+
+        return await self._write(op)
+
+    async def delete_as_registration(self, registration_id: str) -> AsRegistration | None:
+        def op(conn: sqlite3.Connection) -> AsRegistration | None:
+            row = conn.execute(
+                "DELETE FROM as_registrations WHERE registration_id=? RETURNING"
+                " registration_id, as_service_id, app_id, target_uri, profile",
+                (registration_id,),
+            ).fetchone()
+            return AsRegistration(*row) if row else None
+
+        return await self._write(op)
+
+    async def load_as_registrations(self) -> list[AsRegistration]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT registration_id, as_service_id, app_id, target_uri, profile"
+                " FROM as_registrations"
+            )
+            .fetchall()
+        )
+        return [AsRegistration(*r) for r in rows]
+
+
+def _find(conn: sqlite3.Connection, origin: Address, message_id: str) -> MessageRecord | None:
+    row = conn.execute(
+        "SELECT origin, message_id, recipient, ack_status, ack_cause, wants_report,"
+        " report_received, keep_until FROM messages WHERE origin=? AND message_id=?",
+        (origin.key, message_id),
+    ).fetchone()
+    return _record(row) if row else None
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in results:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
