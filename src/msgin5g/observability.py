@@ -27,26 +27,48 @@ HELP: dict[str, tuple[str, str]] = {
         "Hand-overs to recipients by outcome (delivered, retried, failed, expired)",
     ),
     "msgin5g_store_depth": ("gauge", "Deliveries queued in the store"),
+    "msgin5g_store_commits_total": ("counter", "Store transactions committed (group commits)"),
+    "msgin5g_store_writes_total": ("counter", "Store write operations committed"),
     "msgin5g_store_oldest_age_seconds": ("gauge", "Age of the oldest queued delivery"),
     "msgin5g_lanes": ("gauge", "Recipients with work in memory"),
     "msgin5g_as_registrations": ("gauge", "Registered Application Servers"),
 }
 
 
+class Series:
+    """One labelled counter; hot paths keep a reference and call `inc()`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
 class Metrics:
     """Named counters with labels, plus gauges read at scrape time."""
 
     def __init__(self) -> None:
-        self._counters: dict[str, dict[Labels, float]] = {}
+        self._counters: dict[str, dict[Labels, Series]] = {}
         self._gauges: dict[str, Callable[[], Awaitable[float]]] = {}
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+    def counter(self, name: str, **labels: str) -> Series:
+        """The series for `name` with `labels`, created on first use."""
         series = self._counters.setdefault(name, {})
         key = tuple(sorted(labels.items()))
-        series[key] = series.get(key, 0.0) + amount
+        found = series.get(key)
+        if found is None:
+            found = series[key] = Series()
+        return found
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        self.counter(name, **labels).inc(amount)
 
     def value(self, name: str, **labels: str) -> float:
-        return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+        found = self._counters.get(name, {}).get(tuple(sorted(labels.items())))
+        return found.value if found is not None else 0.0
 
     def gauge(self, name: str, read: Callable[[], Awaitable[float]]) -> None:
         self._gauges[name] = read
@@ -55,8 +77,8 @@ class Metrics:
         lines: list[str] = []
         for name, series in sorted(self._counters.items()):
             _describe(lines, name)
-            for labels, amount in sorted(series.items()):
-                lines.append(f"{name}{_fmt(labels)} {amount:g}")
+            for labels, found in sorted(series.items()):
+                lines.append(f"{name}{_fmt(labels)} {found.value:g}")
         for name, read in sorted(self._gauges.items()):
             _describe(lines, name)
             lines.append(f"{name} {await read():g}")

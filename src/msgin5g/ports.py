@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from msgin5g.core.message import (
     Acceptance,
@@ -26,8 +27,7 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
+class NewDelivery(msgspec.Struct, frozen=True, gc=False):
     """A delivery to create; the store assigns `delivery_id`."""
 
     kind: DeliveryKind
@@ -40,8 +40,7 @@ class NewDelivery:
     wants_report: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
+class MessageRecord(msgspec.Struct, frozen=True, gc=False):
     """What the store remembers of an accepted message, for idempotency and report routing."""
 
     origin: Address
@@ -137,8 +136,7 @@ class SendResult(enum.Enum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
+class SendOutcome(msgspec.Struct, frozen=True, gc=False):
     result: SendResult
     detail: str = ""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from msgin5g.api import problems
 from msgin5g.api.http import HttpError, Request, Response, header_map, read_body
-from msgin5g.observability import Metrics
+from msgin5g.observability import Metrics, Series
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class AsgiApp:
         self._router = Router(operations)
         self._metrics = metrics
         self._max_body = max_body
+        self._series: dict[tuple[str, int], Series] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -134,9 +135,13 @@ class AsgiApp:
             response = await op.handler(request)
         except Exception as exc:
             response = problems.from_exception(exc)
-        self._metrics.inc(
-            "msgin5g_http_requests_total", operation=name, status=str(response.status)
-        )
+        key = (name, response.status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._metrics.counter(
+                "msgin5g_http_requests_total", operation=name, status=str(response.status)
+            )
+        series.value += 1
         headers_out = list(response.headers)
         if response.content_type is not None and response.body:
             headers_out.append((b"content-type", response.content_type))

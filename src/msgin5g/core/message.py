@@ -8,7 +8,8 @@ The core speaks full words; `api/translate.py` maps the abbreviated TS 29.538 fi
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+import msgspec
 
 # Address kinds (TS 29.538 AddressType). Unknown kinds are carried, never rejected.
 UE = "UE"
@@ -18,8 +19,7 @@ BROADCAST = "BC"
 TOPIC = "TOPIC"
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(msgspec.Struct, frozen=True, gc=False):
     """An MSGin5G party. `value` is opaque and compared exactly (DESIGN 2.1)."""
 
     kind: str
@@ -54,8 +54,7 @@ class Priority(enum.IntEnum):
             return cls.MIDDLE
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(msgspec.Struct, frozen=True, gc=False):
     """Segment parameters of one part of a segmented message (TS 23.554 8.5)."""
 
     segment_id: str | None
@@ -64,8 +63,7 @@ class Segment:
     last: bool | None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(msgspec.Struct, frozen=True, gc=False):
     """An MSGin5G message as accepted by the server."""
 
     originator: Address
@@ -89,8 +87,7 @@ class ReportStatus(enum.Enum):
     FAILED = "REPT_DELY_FAILED"
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(msgspec.Struct, frozen=True, gc=False):
     """A delivery status report: `reporter` received `message_id` that `recipient` sent."""
 
     reporter: Address
@@ -108,16 +105,14 @@ class AckStatus(enum.Enum):
     FAILED = "DELY_FAILED"
 
 
-@dataclass(frozen=True, slots=True)
-class Acceptance:
+class Acceptance(msgspec.Struct, frozen=True, gc=False):
     """The server's answer to one message or report: status plus failure cause."""
 
     status: AckStatus
     failure_cause: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AsRegistration:
+class AsRegistration(msgspec.Struct, frozen=True, gc=False):
     """A registered Application Server (TS 23.554 8.2.5)."""
 
     registration_id: str
@@ -135,8 +130,7 @@ class DeliveryKind(enum.Enum):
     REPORT = "report"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True, gc=False):
     """One durable work item: `body` (wire JSON) to hand to `recipient`.
 
     `origin` and `message_id` name the message the item belongs to, so a failure can be

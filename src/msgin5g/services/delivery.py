@@ -59,6 +59,10 @@ class MessageService:
         self._idempotency_window = idempotency_window
         self._recent: OrderedDict[tuple[str, str], Acceptance] = OrderedDict()
         self._recent_limit = recent_limit
+        self._counted = {
+            outcome: metrics.counter("msgin5g_messages_total", outcome=outcome)
+            for outcome in ("accepted", "stored", "failed", "duplicate")
+        }
 
     # messages ----------------------------------------------------------------------------------
 
@@ -67,7 +71,7 @@ class MessageService:
         key = (message.originator.key, message.message_id)
         known = self._recent.get(key)
         if known is not None:
-            self._metrics.inc("msgin5g_messages_total", outcome="duplicate")
+            self._counted["duplicate"].value += 1
             return known
         now = self._clock()
         acceptance = self._decide(message, now)
@@ -98,7 +102,7 @@ class MessageService:
         previous, created = await self._store.accept(record, deliveries)
         if previous is not None:
             self._remember(key, previous.acceptance)
-            self._metrics.inc("msgin5g_messages_total", outcome="duplicate")
+            self._counted["duplicate"].value += 1
             return previous.acceptance
         self._remember(key, acceptance)
         if created:
@@ -108,7 +112,7 @@ class MessageService:
             AckStatus.STORED: "stored",
             AckStatus.FAILED: "failed",
         }[acceptance.status]
-        self._metrics.inc("msgin5g_messages_total", outcome=outcome)
+        self._counted[outcome].value += 1
         if log.isEnabledFor(logging.DEBUG) or acceptance.status is AckStatus.FAILED:
             log.log(
                 logging.INFO if acceptance.status is AckStatus.FAILED else logging.DEBUG,

@@ -1,17 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """The embedded store: SQLite in WAL mode under `--data-dir` (DESIGN 3, ADR 0003).
 
-Writes go to one writer thread that commits everything queued so far in one transaction
-(group commit) and then resolves the waiting coroutines; a method returns only after its
-transaction committed, so a sender acknowledged afterwards survives kill -9. Reads use a
-second connection on the event-loop thread (WAL readers never block the writer).
+Writes queued during one event-loop iteration commit together in one transaction (group
+commit) on the loop thread; a method returns only after its transaction committed, so a
+sender acknowledged afterwards survives kill -9. With synchronous=NORMAL a commit is a
+write() to the WAL with no fsync; WAL checkpoints (the fsync) run in a background thread on
+their own connection. Reads use the same connection between commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -78,9 +78,6 @@ MIGRATIONS: dict[int, str] = {
 _DELIVERY_COLUMNS = (
     "id, kind, recipient, body, priority, expires_at, origin, message_id, wants_report, attempts"
 )
-
-_STOP = object()
-
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     return Delivery(
@@ -150,7 +147,8 @@ class SqliteStore:
         *,
         clock: Callable[[], float],
         synchronous: str = "NORMAL",
-        max_batch: int = 2048,
+        max_batch: int = 4096,
+        checkpoint_interval: float = 1.0,
     ) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
@@ -158,10 +156,13 @@ class SqliteStore:
         self._clock = clock
         self._synchronous = synchronous.upper()
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._checkpoint_interval = checkpoint_interval
+        self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
         self.commits = 0
         self.committed_ops = 0
 
@@ -170,22 +171,29 @@ class SqliteStore:
     async def open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = self._loop.create_future()
-        self._thread = threading.Thread(
-            target=self._writer_main, args=(ready,), name="msgin5g-sqlite-writer", daemon=True
+        conn = self._connect()
+        # Checkpoints (the only fsync of the WAL in NORMAL mode) run in their own thread so
+        # they never stall the event loop.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._migrate(conn)
+        self._conn = conn
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_main, name="msgin5g-sqlite-checkpoint", daemon=True
         )
-        self._thread.start()
-        await ready
-        self._reader = self._connect()
+        self._checkpointer.start()
 
     async def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        if self._pending:
+            self._flush()
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
+        if self._conn is not None:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+            self._conn = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -202,36 +210,51 @@ class SqliteStore:
             )
             log.info("store schema migrated", extra={"schema_version": target})
 
-    # writer thread ---------------------------------------------------------------------------
-
-    def _writer_main(self, ready: asyncio.Future[None]) -> None:
-        loop = self._loop
-        assert loop is not None
+    def _checkpoint_main(self) -> None:
+        conn = self._connect()
         try:
-            conn = self._connect()
-            self._migrate(conn)
-        except Exception as exc:  # reported to open()
-            loop.call_soon_threadsafe(ready.set_exception, exc)
-            return
-        loop.call_soon_threadsafe(ready.set_result, None)
-        stopping = False
-        while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
+            while not self._stop_checkpoints.wait(self._checkpoint_interval):
                 try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if batch[-1] is _STOP or _STOP in batch:
-                stopping = True
-                batch = [b for b in batch if b is not _STOP]
-            if batch:
-                results = self._run_batch(conn, batch)
-                loop.call_soon_threadsafe(_resolve_all, results)
-        conn.close()
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+    # group commit ------------------------------------------------------------------------------
+
+    def _write(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue `op` for the next group commit; the future resolves once it is committed.
+
+        Everything queued during one event-loop iteration commits in one transaction, run by
+        a callback scheduled behind the requests that are already ready.
+        """
+        if self._conn is None or self._loop is None:
+            raise StorageFailure("store is closed")
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append((op, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        conn = self._conn
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            if conn is None:
+                for _op, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StorageFailure("store is closed"))
+                continue
+            _resolve_all(self._run_batch(conn, batch))
 
     def _run_batch(
-        self, conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+        self,
+        conn: sqlite3.Connection,
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
@@ -262,17 +285,10 @@ class SqliteStore:
         self.committed_ops += len(batch)
         return results
 
-    def _write(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._thread is None or self._loop is None:
-            raise StorageFailure("store is closed")
-        fut: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((op, fut))
-        return fut
-
     def _read(self) -> sqlite3.Connection:
-        if self._reader is None:
+        if self._conn is None:
             raise StorageFailure("store is closed")
-        return self._reader
+        return self._conn
 
     # messages ---------------------------------------------------------------------------------
 

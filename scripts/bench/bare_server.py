@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The reference ceiling of DESIGN 4: granian (embedded, one process) + raw ASGI + msgspec.
+
+It decodes the same ASMessageDelivery body and answers a MessageDeliveryAck, storing nothing.
+Usage: python scripts/bench/bare_server.py PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import msgspec
+from granian.constants import HTTPModes, Interfaces
+from granian.server.embed import Server
+
+from msgin5g.wire.msgs import ASMessageDelivery, MessageDeliveryAck
+
+_decode = msgspec.json.Decoder(ASMessageDelivery).decode
+_encode = msgspec.json.Encoder().encode
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    request = _decode(body)
+    out = _encode(MessageDeliveryAck(oriAddr=request.oriAddr, msgId=request.msgId))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": out})
+
+
+async def main(port: int) -> None:
+    server = Server(
+        app,
+        address="127.0.0.1",
+        port=port,
+        interface=Interfaces.ASGINL,
+        http=HTTPModes.auto,
+        websockets=False,
+        backlog=2048,
+        log_enabled=False,
+    )
+    await server.serve()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

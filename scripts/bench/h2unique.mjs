@@ -1,0 +1,50 @@
+// h2c load generator with a unique msgId per request (h2load can only repeat one body).
+// Usage: node h2unique.mjs URL REQUESTS CONNECTIONS STREAMS RUNID [DEST_AS]
+import http2 from "node:http2";
+
+const [url, total, conns, streams, runid, dest = "sink"] = process.argv.slice(2);
+const target = new URL(url);
+const payload = "x".repeat(160);
+let sent = 0, done = 0, ok = 0, bad = 0;
+const lat = [];
+const start = process.hrtime.bigint();
+
+function body(n) {
+  return JSON.stringify({
+    oriAddr: { addrType: "AS", addr: "bench" },
+    destAddr: { addrType: "AS", addr: dest },
+    msgId: `${runid}-${n}`, payload, stoAndFwInd: true, delivStReqInd: false,
+  });
+}
+
+await new Promise((resolve) => {
+  for (let c = 0; c < Number(conns); c++) {
+    const session = http2.connect(target.origin);
+    session.on("error", (e) => { console.error(e.message); });
+    const fire = () => {
+      if (sent >= Number(total)) return;
+      const n = sent++;
+      const t0 = process.hrtime.bigint();
+      const req = session.request({
+        ":method": "POST", ":path": target.pathname, "content-type": "application/json",
+      });
+      req.on("response", (h) => { if (h[":status"] === 200) ok++; else bad++; });
+      req.on("data", () => {});
+      req.on("end", () => {
+        lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        done++;
+        if (done >= Number(total)) { resolve(); return; }
+        fire();
+      });
+      req.on("error", () => { bad++; done++; if (done >= Number(total)) resolve(); else fire(); });
+      req.end(body(n));
+    };
+    for (let s = 0; s < Number(streams); s++) fire();
+  }
+});
+const secs = Number(process.hrtime.bigint() - start) / 1e9;
+lat.sort((a, b) => a - b);
+const p = (q) => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))].toFixed(2);
+console.log(JSON.stringify({ requests: done, ok, bad, seconds: +secs.toFixed(3),
+  rps: Math.round(done / secs), p50_ms: +p(0.5), p99_ms: +p(0.99) }));
+process.exit(0);

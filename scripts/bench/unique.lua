@@ -1,0 +1,28 @@
+-- wrk script: POST deliver-as-message with a unique msgId per request (durable ingest path).
+-- Usage: wrk -s unique.lua URL -- RUNID [DEST_AS]
+local counter = 0
+local runid = "run"
+local dest = "sink"
+local payload = string.rep("x", 160)
+local tid = 0
+local threads = {}
+
+function setup(thread)
+  tid = tid + 1
+  thread:set("tid", tid)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  runid = args[1] or runid
+  dest = args[2] or dest
+end
+
+function request()
+  counter = counter + 1
+  local body = string.format(
+    '{"oriAddr":{"addrType":"AS","addr":"bench"},"destAddr":{"addrType":"AS","addr":"%s"},' ..
+    '"msgId":"%s-%d-%d","payload":"%s","stoAndFwInd":true,"delivStReqInd":false}',
+    dest, runid, tid, counter, payload)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end

@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Start real processes for tests: the msgin5g server and simple AS callback receivers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+OPENAPI_DIR = SHARED / "3gpp-openapi"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last!r}")
+
+
+FAST_RETRY = {
+    "MSGIN5G_DELIVERY_RETRY_INITIAL_S": "0.05",
+    "MSGIN5G_DELIVERY_RETRY_MAX_S": "0.3",
+    "MSGIN5G_DELIVERY_SWEEP_INTERVAL_S": "0.1",
+    "MSGIN5G_DELIVERY_CALLBACK_TIMEOUT_S": "2",
+}
+
+
+@dataclass
+class ServerProcess:
+    """A `msgin5g server` child process on free loopback ports."""
+
+    data_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    http_port: int = field(default_factory=free_port)
+    coap_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> ServerProcess:
+        self.log_path = self.data_dir.parent / f"server-{self.http_port}.log"
+        env = {**os.environ, **FAST_RETRY, **self.env}
+        with self.log_path.open("ab") as log_file:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "msgin5g.cli.main",
+                    "server",
+                    "--http",
+                    f"127.0.0.1:{self.http_port}",
+                    "--coap",
+                    f"127.0.0.1:{self.coap_port}",
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        wait_http(f"{self.url}/readyz", proc=self.proc)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
+@dataclass
+class Receiver:
+    """A callback receiver child process (see tests/support/receiver.py)."""
+
+    out: Path
+    mode: str
+    status: int = 204
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cb"
+
+    def start(self) -> Receiver:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.receiver",
+                "--port",
+                str(self.port),
+                "--mode",
+                self.mode,
+                "--out",
+                str(self.out),
+                "--status",
+                str(self.status),
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("receiver did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def received(self) -> list[dict[str, object]]:
+        if not self.out.exists():
+            return []
+        import json
+
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.received()
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise TimeoutError(f"expected {count} callbacks, got {self.received()}")
