@@ -142,17 +142,13 @@ def test_receiver_that_is_down_gets_messages_after_it_comes_back(
             b.stop()
 
 
-def test_expired_message_produces_failure_report(
-    server: ServerProcess, tmp_path: Path
-) -> None:
+def test_expired_message_produces_failure_report(server: ServerProcess, tmp_path: Path) -> None:
     a = Receiver(tmp_path / "a.jsonl", "h1").start()
     try:
         with client(server) as http:
             register(http, "app-a", a.url)
             register(http, "app-b", f"http://127.0.0.1:{free_port()}/down")
-            sent = message(
-                "app-a", "app-b", expiry=datetime.now(UTC) + timedelta(seconds=1.5)
-            )
+            sent = message("app-a", "app-b", expiry=datetime.now(UTC) + timedelta(seconds=1.5))
             http.post(DELIVER, json=sent).raise_for_status()
             (got,) = a.wait_for(1, timeout=15)
         assert got["path"] == "/cb/deliver-report"

@@ -51,7 +51,7 @@ MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     CREATE INDEX messages_keep_until ON messages (keep_until);
     CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused: a stale id is harmless
         recipient TEXT NOT NULL,
         kind TEXT NOT NULL,
         priority INTEGER NOT NULL,
