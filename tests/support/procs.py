@@ -34,7 +34,7 @@ def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0, verify=False).status_code == 200:
                 return
         except httpx.HTTPError as exc:
             last = exc
@@ -63,7 +63,8 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.env.get("MSGIN5G_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     def start(self) -> ServerProcess:
         self.log_path = self.data_dir.parent / f"server-{self.http_port}.log"

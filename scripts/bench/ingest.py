@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Benchmark: durable deliver-as-message against the bare granian + msgspec ceiling (DESIGN 4).
+
+Both servers run pinned to CPU 0, the load generators to CPU 1, alternating in rounds within
+one run so the noise of a shared machine hits both alike; the result is the ratio.
+
+Paths measured, each with a unique msgId per request unless noted:
+- HTTP/1.1 (wrk + scripts/bench/unique.lua)
+- h2c (node's http2 client, scripts/bench/h2unique.mjs), when node is installed
+- h2c idempotent repeat (h2load, one body repeated: the server answers from its cache)
+
+The message goes to a registered AS without targetUri, so every request is committed to the
+store and answered DELY_STORED: the durable ingest path.
+
+Usage: python scripts/bench/ingest.py [--rounds 3] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+PATH = "/msgs-msgdelivery/v1/deliver-as-message"
+BODY = {
+    "oriAddr": {"addrType": "AS", "addr": "bench"},
+    "destAddr": {"addrType": "AS", "addr": "sink"},
+    "msgId": "repeat-1",
+    "payload": "x" * 160,
+    "stoAndFwInd": True,
+    "delivStReqInd": False,
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def pinned(cpu: int, *cmd: str) -> list[str]:
+    return ["taskset", "-c", str(cpu), *cmd]
+
+
+def wrk(port: int, seconds: int) -> float:
+    out = subprocess.run(
+        pinned(
+            1,
+            "wrk",
+            "-t1",
+            "-c50",
+            f"-d{seconds}s",
+            "-s",
+            str(HERE / "unique.lua"),
+            f"http://127.0.0.1:{port}{PATH}",
+            "--",
+            f"r{time.time_ns()}",
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"errors under load:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def node_h2(port: int, requests: int) -> float:
+    out = subprocess.run(
+        pinned(
+            1,
+            "node",
+            str(HERE / "h2unique.mjs"),
+            f"http://127.0.0.1:{port}{PATH}",
+            str(requests),
+            "10",
+            "50",
+            f"n{time.time_ns()}",
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["bad"]:
+        raise RuntimeError(f"errors under load: {result}")
+    return float(result["rps"])
+
+
+def h2load(port: int, requests: int, body: Path) -> float:
+    out = subprocess.run(
+        pinned(
+            1,
+            "h2load",
+            "-n",
+            str(requests),
+            "-c",
+            "50",
+            "-m",
+            "10",
+            "-d",
+            str(body),
+            "-H",
+            "content-type: application/json",
+            f"http://127.0.0.1:{port}{PATH}",
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    if not codes or int(codes.group(1)) != requests:
+        raise RuntimeError(f"errors under load:\n{out}")
+    return float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=40_000)
+    args = parser.parse_args()
+    for tool in ("taskset", "wrk", "h2load"):
+        if not shutil.which(tool):
+            print(f"needs {tool} (Debian: util-linux, wrk, nghttp2-client)", file=sys.stderr)
+            return 2
+    has_node = shutil.which("node") is not None
+    work = Path(tempfile.mkdtemp(prefix="msgin5g-bench-"))
+    body = work / "body.json"
+    body.write_text(json.dumps(BODY))
+    bare_port, ours_port = free_port(), free_port()
+    env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
+    procs = [
+        subprocess.Popen(pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_port))),
+        subprocess.Popen(
+            pinned(
+                0,
+                sys.executable,
+                "-m",
+                "msgin5g.cli.main",
+                "server",
+                "--http",
+                f"127.0.0.1:{ours_port}",
+                "--coap",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                str(work / "data"),
+            ),
+            env=env,
+        ),
+    ]
+    try:
+        wait(f"http://127.0.0.1:{bare_port}/")
+        wait(f"http://127.0.0.1:{ours_port}/readyz")
+        httpx.post(
+            f"http://127.0.0.1:{ours_port}/msgs-asregistration/v1/registrations",
+            json={"asSvcId": "sink"},
+        ).raise_for_status()
+        ack = httpx.post(f"http://127.0.0.1:{ours_port}{PATH}", json=BODY).json()
+        assert ack.get("status") == "DELY_STORED", ack
+        results: dict[str, dict[str, list[float]]] = {}
+        per_cpu: dict[str, dict[str, list[float]]] = {}
+        pids = {"bare": procs[0].pid, "msgin5g": procs[1].pid}
+        loads = {
+            "HTTP/1.1 unique msgId (wrk)": lambda p: wrk(p, args.seconds),
+            "h2c idempotent repeat (h2load)": lambda p: h2load(p, args.requests, body),
+        }
+        if has_node:
+            loads["h2c unique msgId (node http2)"] = lambda p: node_h2(p, args.requests)
+        for _ in range(args.rounds):
+            for name, run in loads.items():
+                for label, port in (("bare", bare_port), ("msgin5g", ours_port)):
+                    before_cpu, before = cpu_seconds(pids[label]), time.monotonic()
+                    rate = run(port)
+                    used = cpu_seconds(pids[label]) - before_cpu
+                    served = rate * (time.monotonic() - before)
+                    results.setdefault(name, {}).setdefault(label, []).append(rate)
+                    per_cpu.setdefault(name, {}).setdefault(label, []).append(served / used)
+        print(
+            f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores;"
+            f" servers pinned to CPU 0, load on CPU 1; median of {args.rounds} rounds"
+        )
+        print(
+            "| path | bare req/s | msgin5g req/s | ratio | bare req per CPU-s"
+            " | msgin5g req per CPU-s | ratio per CPU-s |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for name, by in results.items():
+            bare = statistics.median(by["bare"])
+            ours = statistics.median(by["msgin5g"])
+            cbare = statistics.median(per_cpu[name]["bare"])
+            cours = statistics.median(per_cpu[name]["msgin5g"])
+            print(
+                f"| {name} | {bare:,.0f} | {ours:,.0f} | {ours / bare:.2f}"
+                f" | {cbare:,.0f} | {cours:,.0f} | {cours / cbare:.2f} |"
+            )
+        stats = httpx.get(f"http://127.0.0.1:{ours_port}/metrics").text
+        commits = re.search(r"^msgin5g_store_commits_total (\S+)", stats, re.M)
+        writes = re.search(r"^msgin5g_store_writes_total (\S+)", stats, re.M)
+        if commits and writes:
+            print(
+                f"store: {float(writes.group(1)):,.0f} writes in"
+                f" {float(commits.group(1)):,.0f} group commits"
+            )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
