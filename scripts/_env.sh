@@ -11,5 +11,5 @@ ensure_venv() {
   fi
   # dependency groups need pip >= 25.1
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT" "$@"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[all]" "$@"
 }
