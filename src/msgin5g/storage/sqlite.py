@@ -79,6 +79,7 @@ _DELIVERY_COLUMNS = (
     "id, kind, recipient, body, priority, expires_at, origin, message_id, wants_report, attempts"
 )
 
+
 def _delivery(row: tuple[Any, ...]) -> Delivery:
     return Delivery(
         delivery_id=row[0],
