@@ -73,8 +73,8 @@ async def read_body(
 ) -> bytes:
     """Read the request body, enforcing the content type and the size limit."""
     if needs_json:
-        ctype = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        if ctype != JSON and not (ctype.startswith(b"application/") and ctype.endswith(b"+json")):
+        ctype = headers.get(b"content-type", b"")
+        if ctype != JSON and ctype.split(b";", 1)[0].strip().lower() != JSON:
             raise HttpError(
                 415,
                 "the request body must be application/json",

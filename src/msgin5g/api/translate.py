@@ -123,8 +123,12 @@ def check_target_uri(uri: str | None) -> None:
     """`targetUri` must be an absolute http(s) URI: the server will POST to it."""
     if uri is None:
         return
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(uri)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "http://[::1" (unclosed IPv6 literal), a port out of range or not a number
+        valid = False
+    if not valid:
         raise InvalidRequest(
             "/targetUri must be an absolute http or https URI",
             cause="OPTIONAL_IE_INCORRECT",
