@@ -11,22 +11,30 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 
 from msgin5g.api import msgs_asregistration, msgs_msgdelivery, operations
 from msgin5g.api.app import AsgiApp
+from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources
 from msgin5g.api.translate import WireRenderer
-from msgin5g.core.message import AS, Address, Delivery
+from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
+from msgin5g.core.message import AS, UE, Address, Delivery, Message
 from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
+from msgin5g.core.segmentation import segment_message
 from msgin5g.observability import Metrics
 from msgin5g.outbound.as_callback import AsCallbackTransport
 from msgin5g.outbound.http_client import HttpClientPool
+from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import Transport
 from msgin5g.services.delivery import MessageService
 from msgin5g.services.dispatch import Dispatcher
 from msgin5g.services.registration import AsRegistry
+from msgin5g.services.segmentation import SegmentService
+from msgin5g.services.ue_registry import UeRegistry
 from msgin5g.settings import Settings, describe, split_hostport
 from msgin5g.storage.sqlite import SqliteStore
 
@@ -48,6 +56,13 @@ class ServerApp:
         self.http_pool = HttpClientPool(timeout=d.callback_timeout_s)
         self.registry = AsRegistry(self.store, on_registered=self._recipient_online)
         self._as_transports: dict[str, Transport] = {}
+        self.ue_registry = UeRegistry(
+            self.store,
+            on_registered=self._recipient_online,
+            on_deregistered=self._ue_gone,
+            default_max_segment_size=settings.ue.max_segment_size,
+        )
+        self.ue_inbox = UeInbox(on_observing=self._recipient_online)
         self.service = MessageService(
             self.store,
             self._submit,
@@ -62,6 +77,7 @@ class ServerApp:
                 report_ttl=d.report_ttl_s,
             ),
             idempotency_window=d.idempotency_window_s,
+            segmenter=self._segment,
         )
         self.dispatcher = Dispatcher(
             self.store,
@@ -72,6 +88,28 @@ class ServerApp:
             retry=RetryPolicy(initial=d.retry_initial_s, maximum=d.retry_max_s),
             window_for=lambda a: d.as_window if a.kind == AS else 1,
             sweep_interval=d.sweep_interval_s,
+        )
+        self.segments = SegmentService(
+            self.store,
+            self.service,
+            self._submit,
+            clock=time.time,
+            timeout=settings.ue.reassembly_timeout_s,
+            sweep_interval=d.sweep_interval_s,
+        )
+        self.coap = CoapEndpoint(
+            Msgin5g1Resources(
+                self.ue_registry,
+                self.ue_inbox,
+                self.service,
+                self.segments,
+                self.store,
+                self.metrics,
+            ),
+            params=TransmissionParameters(
+                ack_timeout=settings.ue.ack_timeout_s, max_retransmit=settings.ue.max_retransmit
+            ),
+            config=EndpointConfig(max_body_size=settings.ue.max_body_bytes),
         )
         self._ready = False
         self.app = AsgiApp(
@@ -94,15 +132,36 @@ class ServerApp:
         self._as_transports.pop(recipient.value, None)
         self.dispatcher.wake(recipient)
 
+    async def _ue_gone(self, recipient: Address) -> None:
+        await self.ue_inbox.end(recipient.value)
+
+    def _segment(self, message: Message) -> Sequence[Message]:
+        if message.recipient.kind != UE:
+            return (message,)
+        size = self.ue_registry.max_segment_size(message.recipient.value)
+        return segment_message(message, size, lambda: uuid.uuid4().hex)
+
     def _rules(self) -> dict[str, Sequence[Rule]]:
         def registered_as(address: Address) -> Route | None:
             if self.registry.get(address.value) is None:
                 return None
             return Route(Path.APPLICATION_SERVER, self.dispatcher.reachable(address))
 
-        return {AS: (registered_as,)}
+        def registered_ue(address: Address) -> Route | None:
+            if self.ue_registry.get(address.value) is None:
+                return None
+            return Route(Path.MSGIN5G_UE, self.dispatcher.reachable(address))
+
+        # A UE Service ID that never registered is an unknown recipient, as an unregistered
+        # AS is (DELY_FAILED UNKNOWN_RECIPIENT); a registered UE that is not observing gets
+        # DELY_STORED with stoAndFwInd (ADR draft "MSGin5G UE target resolution").
+        return {AS: (registered_as,), UE: (registered_ue,)}
 
     def _transport_for(self, recipient: Address) -> Transport | None:
+        if recipient.kind == UE:
+            if self.ue_registry.get(recipient.value) is None:
+                return None
+            return self.ue_inbox.transport_for(recipient.value)
         if recipient.kind != AS:
             return None
         registration = self.registry.get(recipient.value)
@@ -133,6 +192,12 @@ class ServerApp:
         async def registrations() -> float:
             return float(len(self.registry))
 
+        async def ue_registrations() -> float:
+            return float(len(self.ue_registry))
+
+        async def ue_observing() -> float:
+            return float(len(self.ue_inbox))
+
         async def commits() -> float:
             return float(self.store.commits)
 
@@ -145,22 +210,42 @@ class ServerApp:
         self.metrics.gauge("msgin5g_store_oldest_age_seconds", oldest)
         self.metrics.gauge("msgin5g_lanes", lanes)
         self.metrics.gauge("msgin5g_as_registrations", registrations)
+        self.metrics.gauge("msgin5g_ue_registrations", ue_registrations)
+        self.metrics.gauge("msgin5g_ue_observing", ue_observing)
 
     # lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.store.open()
         await self.registry.load()
+        await self.ue_registry.load()
         await self.dispatcher.start()
+        await self.segments.start()
+        host, port = split_hostport(self.settings.server.coap, "server.coap")
+        await self.coap.start(host, port)
         self._ready = True
         log.info("MSGin5G Server started", extra={"settings": describe(self.settings)})
 
     async def stop(self) -> None:
         self._ready = False
+        await self.coap.stop()
+        await self.segments.stop()
         await self.dispatcher.stop()
         await self.http_pool.aclose()
         await self.store.close()
         log.info("MSGin5G Server stopped")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail fast when another process listens on the HTTP port: granian binds with
+    SO_REUSEPORT, which would otherwise let two servers share one port silently."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 async def serve(settings: Settings) -> None:
@@ -168,6 +253,8 @@ async def serve(settings: Settings) -> None:
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server as Granian
 
+    host, port = split_hostport(settings.server.http, "server.http")
+    _check_port_free(host, port)
     server = ServerApp(settings)
     await server.start()
     # The hot paths allocate many short-lived objects; collect the young generation less
@@ -175,7 +262,6 @@ async def serve(settings: Settings) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    host, port = split_hostport(settings.server.http, "server.http")
     tls = {}
     if settings.server.tls_cert:
         from pathlib import Path as FsPath

@@ -18,6 +18,7 @@ from msgin5g.core.message import (
     Message,
     Priority,
     Report,
+    UeRegistration,
 )
 
 
@@ -38,6 +39,23 @@ class NewDelivery(msgspec.Struct, frozen=True, gc=False):
     origin: Address
     message_id: str
     wants_report: bool
+    segment_id: str | None = None
+    """Set on a segment sent to a UE: the store keeps a copy for segment recovery (SEGREC)
+    until SEGCONFIR or `expires_at`."""
+    segment_number: int = 0
+
+
+class UplinkSegment(msgspec.Struct, frozen=True, gc=False):
+    """One segment of a UE-originated message, kept until its message is reassembled."""
+
+    origin: Address
+    segment_id: str
+    number: int
+    total: int | None
+    last: bool
+    body: bytes
+    """The segment as a core `Message`, serialised by the service (opaque to the store)."""
+    expires_at: float
 
 
 class MessageRecord(msgspec.Struct, frozen=True, gc=False):
@@ -126,6 +144,39 @@ class MessageStore(Protocol):
     async def delete_as_registration(self, registration_id: str) -> AsRegistration | None: ...
 
     async def load_as_registrations(self) -> list[AsRegistration]: ...
+
+    async def pending_count(self, recipient: Address) -> int:
+        """How many deliveries are queued for `recipient`."""
+        ...
+
+    # MSGin5G UE registrations (TS 23.554 8.2.1 / 8.2.2)
+    async def save_ue_registration(self, registration: UeRegistration) -> UeRegistration | None:
+        """Insert, replacing any registration of the same `ue_service_id`; returns the one
+        replaced."""
+        ...
+
+    async def delete_ue_registration(self, registration_id: str) -> UeRegistration | None: ...
+
+    async def load_ue_registrations(self) -> list[UeRegistration]: ...
+
+    # Segmentation (TS 23.554 8.5)
+    async def resend_segments(self, segment_id: str, numbers: Sequence[int]) -> list[Delivery]:
+        """Queue again the kept copies of the given segments of `segment_id` (SEGREC)."""
+        ...
+
+    async def forget_segments(self, segment_id: str) -> int:
+        """Drop the kept copies of `segment_id` (SEGCONFIR); returns how many."""
+        ...
+
+    async def add_uplink_segment(self, segment: UplinkSegment) -> list[UplinkSegment]:
+        """Keep `segment` (a repeat is ignored); returns every segment of its set so far."""
+        ...
+
+    async def drop_uplink_segments(self, origin: Address, segment_id: str) -> None: ...
+
+    async def expired_uplink_segments(self, now: float) -> list[UplinkSegment]:
+        """The first kept segment of each set whose reassembly time ran out."""
+        ...
 
 
 class SendResult(enum.Enum):

@@ -57,6 +57,22 @@ class DeliverySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sweep_interval_s: float = 1.0
 
 
+class UeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """MSGin5G-1 (CoAP, DESIGN 2.3/2.4): what the server does toward MSGin5G UEs."""
+
+    max_segment_size: int = 2048
+    """Octets of payload per segment for a UE that announced no maxSegSize (TS 22.262)."""
+    reassembly_timeout_s: float = 60.0
+    """Time from the first segment of a UE-originated message until the set is given up."""
+    max_body_bytes: int = 65_536
+    """Largest CoAP request body (after Block1 reassembly); larger ones get 4.13."""
+    ack_timeout_s: float = 2.0
+    """RFC 7252 ACK_TIMEOUT of the server's Confirmable notifications."""
+    max_retransmit: int = 4
+    """RFC 7252 MAX_RETRANSMIT: a notification unacknowledged after this many retransmissions
+    ends the UE's observation; the item stays stored for its next observation."""
+
+
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     level: str = "INFO"
     format: str = "json"
@@ -67,13 +83,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
+    ue: UeSettings = msgspec.field(default_factory=UeSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser()
 
 
-_SECTIONS = ("server", "store", "delivery", "log")
+_SECTIONS = ("server", "store", "delivery", "ue", "log")
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -153,6 +170,12 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("server.tls_cert and server.tls_key go together")
     if settings.server.max_body_bytes < 1024:
         raise SettingsError("server.max_body_bytes must be at least 1024")
+    if settings.ue.max_segment_size < 16:
+        raise SettingsError("ue.max_segment_size must be at least 16")
+    if settings.ue.max_body_bytes < 1024:
+        raise SettingsError("ue.max_body_bytes must be at least 1024")
+    if settings.ue.ack_timeout_s <= 0 or settings.ue.max_retransmit < 0:
+        raise SettingsError("ue.ack_timeout_s must be > 0 and ue.max_retransmit >= 0")
     # No authentication exists yet (it comes with the security work): anything reachable
     # from another machine must be an explicit choice.
     exposed = [h for h in (http_host, coap_host) if not is_loopback(h)]

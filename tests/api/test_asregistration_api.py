@@ -28,7 +28,8 @@ LOCATION = re.compile(r"^/msgs-asregistration/v1/registrations/(?P<id>[^/]+)$")
 
 async def _server(tmp_path: Path, **server: Any) -> ServerApp:
     settings = load(
-        overrides={"server": {"data_dir": str(tmp_path / "data"), **server}}, environ={}
+        overrides={"server": {"data_dir": str(tmp_path / "data"), "coap": "127.0.0.1:0", **server}},
+        environ={},
     )
     app = ServerApp(settings)
     await app.start()

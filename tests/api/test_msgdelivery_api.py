@@ -35,7 +35,8 @@ BODY_LIMIT = 1024
 
 async def _server(tmp_path: Path, **server: Any) -> ServerApp:
     settings = load(
-        overrides={"server": {"data_dir": str(tmp_path / "data"), **server}}, environ={}
+        overrides={"server": {"data_dir": str(tmp_path / "data"), "coap": "127.0.0.1:0", **server}},
+        environ={},
     )
     app = ServerApp(settings)
     await app.start()
@@ -611,6 +612,7 @@ async def test_openapi_json_describes_the_ts29538_operations(client: httpx.Async
         if isinstance(op, dict) and op.get("x-msgin5g-extension") is True
     ]
     assert {"/healthz", "/readyz", "/metrics"} <= set(marked)
+    assert {p for p in paths if p.startswith("/ext-")} <= set(marked), "ours must be marked"
     for path in paths:
         if path.startswith(("/msgs-", "/msgg-")):
             assert path not in marked, f"{path} is 3GPP, not an extension"

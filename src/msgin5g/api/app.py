@@ -9,7 +9,7 @@ INVALID_API, an unknown path 404, a known path with another method 405.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,14 +91,14 @@ class AsgiApp:
         self._max_body = max_body
         self._series: dict[tuple[str, int], Series] = {}
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await _lifespan(receive, send)
 
-    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _http(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
         name = "unknown"

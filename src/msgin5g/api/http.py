@@ -7,6 +7,7 @@ TS 29.500 5.2.7 conventions: JSON bodies only (415 otherwise), a configurable bo
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +65,9 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def header_map(scope: dict[str, Any]) -> dict[bytes, bytes]:
-    return {k.lower(): v for k, v in scope["headers"]}
+def header_map(scope: MutableMapping[str, Any]) -> dict[bytes, bytes]:
+    """Request headers by name; ASGI already lower-cases header names."""
+    return dict(scope["headers"])
 
 
 async def read_body(

@@ -13,6 +13,7 @@ import msgspec
 
 from msgin5g import __version__
 from msgin5g.wire.common import DeliveryStatusReport
+from msgin5g.wire.ext import GatewayUeRegistration, GatewayUeRegistrationAck
 from msgin5g.wire.msgg import GatewayMessageDelivery
 from msgin5g.wire.msgs import (
     ASMessageDelivery,
@@ -65,6 +66,8 @@ def document() -> dict[str, Any]:
             MessageDeliveryAck,
             DeliveryStatusReport,
             GatewayMessageDelivery,
+            GatewayUeRegistration,
+            GatewayUeRegistrationAck,
             ProblemDetails,
         ],
         ref_template=_REF,
@@ -100,6 +103,28 @@ def document() -> dict[str, Any]:
             "200",
             "MessageDeliveryAck",
         ),
+        "/ext-gwueregistration/v1/registrations": _post(
+            "Non-MSGin5G UE registration by a gateway (TS 23.554 8.2.3; our extension)",
+            "GatewayUeRegistration",
+            "201",
+            "GatewayUeRegistrationAck",
+            **ext,
+        ),
+        "/ext-gwueregistration/v1/registrations/{registrationId}": {
+            "delete": {
+                "summary": "Non-MSGin5G UE deregistration by a gateway (our extension)",
+                "parameters": [
+                    {
+                        "name": "registrationId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"204": {"description": "Deleted"}, "default": _problem()},
+                **ext,
+            }
+        },
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}, **ext}
         },

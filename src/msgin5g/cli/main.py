@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`msgin5g` command line: server, up (all-in-one), send (an AS sends one message).
+"""`msgin5g` command line: server, up (all-in-one), send (an AS sends one message), ue (a UE
+simulator over MSGin5G-1 CoAP), as (an AS callback receiver).
 
 Pinned by DESIGN 2.6: `msgin5g server --http HOST:PORT --coap HOST:PORT --data-dir DIR
 [--config FILE] [--insecure]`; every flag also works from the config file and as a
@@ -79,6 +80,18 @@ def _run_send(args: argparse.Namespace) -> int:
     return asyncio.run(send(args))
 
 
+def _run_ue(args: argparse.Namespace) -> int:
+    from msgin5g.cli.ue import main as ue_main
+
+    return ue_main(args)
+
+
+def _run_as(args: argparse.Namespace) -> int:
+    from msgin5g.cli.as_receiver import main as as_main
+
+    return as_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msgin5g", description="The 3GPP MSGin5G Service")
     parser.add_argument("--version", action="version", version=f"msgin5g {__version__}")
@@ -99,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="send one message as an Application Server")
     send_arguments(send)
     send.set_defaults(run=_run_send)
+
+    from msgin5g.cli.as_receiver import add_arguments as as_arguments
+    from msgin5g.cli.ue import add_arguments as ue_arguments
+
+    ue = sub.add_parser("ue", help="a UE over MSGin5G-1 (CoAP): register, receive, send")
+    ue_arguments(ue)
+    ue.set_defaults(run=_run_ue)
+
+    receiver = sub.add_parser("as", help="an AS callback receiver printing what it receives")
+    as_arguments(receiver)
+    receiver.set_defaults(run=_run_as)
     return parser
 
 

@@ -148,3 +148,18 @@ class Delivery(msgspec.Struct, frozen=True, gc=False):
     wants_report: bool
     attempts: int = 0
     next_attempt_at: float = 0.0
+
+
+class UeRegistration(msgspec.Struct, frozen=True, gc=False):
+    """A registered MSGin5G UE (TS 23.554 8.2.1, Table 8.2.1-1 MSGin5G Client Profile).
+
+    `max_segment_size` is the client's supported maximum segment size in octets (None: the
+    server default); `communication_availability` and `triggering_info` are the client's JSON
+    objects as received, kept verbatim.
+    """
+
+    registration_id: str
+    ue_service_id: str
+    max_segment_size: int | None = None
+    communication_availability: bytes | None = None
+    triggering_info: bytes | None = None

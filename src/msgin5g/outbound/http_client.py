@@ -16,7 +16,12 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-_PROTOCOL_ERRORS = (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.ReadError)
+_PROTOCOL_ERRORS = (
+    httpx.RemoteProtocolError,
+    httpx.LocalProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
 
 
 class PeerUnavailable(Exception):
@@ -64,12 +69,18 @@ class HttpClientPool:
             try:
                 return await self._client(origin, mode).post(url, content=body, headers=headers)
             except _PROTOCOL_ERRORS:
-                if mode != "h2c":
+                if mode == "tls":
                     raise
-                log.info("peer does not speak h2c, using HTTP/1.1", extra={"origin": origin})
-                self._h1_only.add(origin)
-                await self._drop(origin, "h2c")
-                return await self._client(origin, "h1").post(url, content=body, headers=headers)
+                # The peer did not understand what we spoke: try the other version once and
+                # remember it (a peer that changes its stack is re-learned the same way).
+                other = "h1" if mode == "h2c" else "h2c"
+                log.info("peer protocol mismatch, switching", extra={"origin": origin, "to": other})
+                if other == "h1":
+                    self._h1_only.add(origin)
+                else:
+                    self._h1_only.discard(origin)
+                await self._drop(origin, mode)
+                return await self._client(origin, other).post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise PeerUnavailable(f"{type(exc).__name__}: {exc or 'no answer'}") from exc
 

@@ -48,6 +48,7 @@ class MessageService:
         expiry: ExpiryPolicy | None = None,
         idempotency_window: float = 86_400.0,
         recent_limit: int = 100_000,
+        segmenter: Callable[[Message], Sequence[Message]] | None = None,
     ) -> None:
         self._store = store
         self._submit = submit
@@ -59,6 +60,8 @@ class MessageService:
         self._idempotency_window = idempotency_window
         self._recent: OrderedDict[tuple[str, str], Acceptance] = OrderedDict()
         self._recent_limit = recent_limit
+        # Cuts a message into one message per segment for its recipient (TS 23.554 8.5.2).
+        self._segmenter = segmenter
         self._counted = {
             outcome: metrics.counter("msgin5g_messages_total", outcome=outcome)
             for outcome in ("accepted", "stored", "failed", "duplicate")
@@ -78,17 +81,24 @@ class MessageService:
         expires_at = self._expiry.message_expiry(now, message.store_and_forward, message.expires_at)
         deliveries: list[NewDelivery] = []
         if acceptance.status is not AckStatus.FAILED:
-            deliveries.append(
+            parts = self._segmenter(message) if self._segmenter is not None else (message,)
+            cut = len(parts) > 1
+            deliveries.extend(
                 NewDelivery(
                     kind=DeliveryKind.MESSAGE,
                     recipient=message.recipient,
-                    body=self._renderer.message(message),
+                    body=self._renderer.message(part),
                     priority=message.priority,
                     expires_at=expires_at,
                     origin=message.originator,
                     message_id=message.message_id,
-                    wants_report=message.wants_report,
+                    # Segments expire together and go in order, so if any fails the last one
+                    # does: only it owes the failure report, which is then sent once.
+                    wants_report=message.wants_report and part is parts[-1],
+                    segment_id=part.segment.segment_id if cut and part.segment else None,
+                    segment_number=(part.segment.number or 0) if cut and part.segment else 0,
                 )
+                for part in parts
             )
         record = MessageRecord(
             origin=message.originator,

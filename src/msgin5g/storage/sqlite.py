@@ -27,14 +27,15 @@ from msgin5g.core.message import (
     Delivery,
     DeliveryKind,
     Priority,
+    UeRegistration,
 )
-from msgin5g.ports import MessageRecord, NewDelivery, Outcome
+from msgin5g.ports import MessageRecord, NewDelivery, Outcome, UplinkSegment
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -72,6 +73,42 @@ MIGRATIONS: dict[int, str] = {
         target_uri TEXT,
         profile BLOB
     );
+    """,
+    # MSGin5G-1 (issue 3): UE registrations, kept copies of segments sent to UEs (for SEGREC)
+    # and segments of UE-originated messages waiting for reassembly.
+    2: """
+    CREATE TABLE ue_registrations (
+        registration_id TEXT PRIMARY KEY,
+        ue_service_id TEXT NOT NULL UNIQUE,
+        max_segment_size INTEGER,
+        comm_avail BLOB,
+        trig_info BLOB
+    );
+    CREATE TABLE kept_segments (
+        segment_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        origin TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        wants_report INTEGER NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (segment_id, number)
+    ) WITHOUT ROWID;
+    CREATE INDEX kept_segments_expiry ON kept_segments (expires_at);
+    CREATE TABLE uplink_segments (
+        origin TEXT NOT NULL,
+        segment_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        total INTEGER,
+        last INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (origin, segment_id, number)
+    ) WITHOUT ROWID;
+    CREATE INDEX uplink_segments_expiry ON uplink_segments (expires_at);
     """,
 }
 
@@ -125,6 +162,23 @@ def _insert_delivery(conn: sqlite3.Connection, item: NewDelivery, now: float) ->
     )
     delivery_id = cur.lastrowid
     assert delivery_id is not None
+    if item.segment_id is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO kept_segments (segment_id, number, recipient, kind, priority,"
+            " body, origin, message_id, wants_report, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                item.segment_id,
+                item.segment_number,
+                item.recipient.key,
+                item.kind.value,
+                int(item.priority),
+                item.body,
+                item.origin.key,
+                item.message_id,
+                int(item.wants_report),
+                item.expires_at,
+            ),
+        )
     return Delivery(
         delivery_id=delivery_id,
         kind=item.kind,
@@ -408,6 +462,7 @@ class SqliteStore:
 
     async def purge_messages(self, now: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM kept_segments WHERE expires_at<=?", (now,))
             return conn.execute("DELETE FROM messages WHERE keep_until<=?", (now,)).rowcount
 
         return await self._write(op)
@@ -471,6 +526,155 @@ class SqliteStore:
             .fetchall()
         )
         return [AsRegistration(*r) for r in rows]
+
+    async def pending_count(self, recipient: Address) -> int:
+        row = (
+            self._read()
+            .execute("SELECT COUNT(*) FROM deliveries WHERE recipient=?", (recipient.key,))
+            .fetchone()
+        )
+        return int(row[0])
+
+    # UE registrations ---------------------------------------------------------------------------
+
+    async def save_ue_registration(self, registration: UeRegistration) -> UeRegistration | None:
+        def op(conn: sqlite3.Connection) -> UeRegistration | None:
+            old = conn.execute(
+                f"DELETE FROM ue_registrations WHERE ue_service_id=? RETURNING {_UE_COLUMNS}",
+                (registration.ue_service_id,),
+            ).fetchone()
+            conn.execute(
+                f"INSERT INTO ue_registrations ({_UE_COLUMNS}) VALUES (?,?,?,?,?)",
+                (
+                    registration.registration_id,
+                    registration.ue_service_id,
+                    registration.max_segment_size,
+                    registration.communication_availability,
+                    registration.triggering_info,
+                ),
+            )
+            return UeRegistration(*old) if old else None
+
+        return await self._write(op)
+
+    async def delete_ue_registration(self, registration_id: str) -> UeRegistration | None:
+        def op(conn: sqlite3.Connection) -> UeRegistration | None:
+            row = conn.execute(
+                f"DELETE FROM ue_registrations WHERE registration_id=? RETURNING {_UE_COLUMNS}",
+                (registration_id,),
+            ).fetchone()
+            return UeRegistration(*row) if row else None
+
+        return await self._write(op)
+
+    async def load_ue_registrations(self) -> list[UeRegistration]:
+        rows = self._read().execute(f"SELECT {_UE_COLUMNS} FROM ue_registrations").fetchall()
+        return [UeRegistration(*r) for r in rows]
+
+    # segmentation -------------------------------------------------------------------------------
+
+    async def resend_segments(self, segment_id: str, numbers: Sequence[int]) -> list[Delivery]:
+        now = self._clock()
+        wanted = sorted(set(numbers))
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            if not wanted:
+                return []
+            marks = ",".join("?" * len(wanted))
+            rows = conn.execute(
+                "SELECT recipient, kind, priority, body, origin, message_id, wants_report,"
+                f" expires_at FROM kept_segments WHERE segment_id=? AND number IN ({marks})"
+                " AND expires_at>? ORDER BY number",
+                (segment_id, *wanted, now),
+            ).fetchall()
+            return [
+                _insert_delivery(
+                    conn,
+                    NewDelivery(
+                        kind=DeliveryKind(r[1]),
+                        recipient=Address.from_key(r[0]),
+                        body=r[3],
+                        priority=Priority(r[2]),
+                        expires_at=r[7],
+                        origin=Address.from_key(r[4]),
+                        message_id=r[5],
+                        wants_report=bool(r[6]),
+                    ),
+                    now,
+                )
+                for r in rows
+            ]
+
+        return await self._write(op)
+
+    async def forget_segments(self, segment_id: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM kept_segments WHERE segment_id=?", (segment_id,)
+            ).rowcount
+
+        return await self._write(op)
+
+    async def add_uplink_segment(self, segment: UplinkSegment) -> list[UplinkSegment]:
+        def op(conn: sqlite3.Connection) -> list[UplinkSegment]:
+            conn.execute(
+                f"INSERT OR IGNORE INTO uplink_segments ({_UPLINK_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                (
+                    segment.origin.key,
+                    segment.segment_id,
+                    segment.number,
+                    segment.total,
+                    int(segment.last),
+                    segment.body,
+                    segment.expires_at,
+                ),
+            )
+            rows = conn.execute(
+                f"SELECT {_UPLINK_COLUMNS} FROM uplink_segments WHERE origin=? AND segment_id=?"
+                " ORDER BY number",
+                (segment.origin.key, segment.segment_id),
+            ).fetchall()
+            return [_uplink(r) for r in rows]
+
+        return await self._write(op)
+
+    async def drop_uplink_segments(self, origin: Address, segment_id: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM uplink_segments WHERE origin=? AND segment_id=?",
+                (origin.key, segment_id),
+            )
+
+        await self._write(op)
+
+    async def expired_uplink_segments(self, now: float) -> list[UplinkSegment]:
+        rows = (
+            self._read()
+            .execute(
+                f"SELECT {_UPLINK_COLUMNS} FROM uplink_segments u WHERE expires_at<=? AND number="
+                "(SELECT MIN(number) FROM uplink_segments v WHERE v.origin=u.origin"
+                " AND v.segment_id=u.segment_id) LIMIT 512",
+                (now,),
+            )
+            .fetchall()
+        )
+        return [_uplink(r) for r in rows]
+
+
+_UE_COLUMNS = "registration_id, ue_service_id, max_segment_size, comm_avail, trig_info"
+_UPLINK_COLUMNS = "origin, segment_id, number, total, last, body, expires_at"
+
+
+def _uplink(row: tuple[Any, ...]) -> UplinkSegment:
+    return UplinkSegment(
+        origin=Address.from_key(row[0]),
+        segment_id=row[1],
+        number=row[2],
+        total=row[3],
+        last=bool(row[4]),
+        body=row[5],
+        expires_at=row[6],
+    )
 
 
 def _find(conn: sqlite3.Connection, origin: Address, message_id: str) -> MessageRecord | None:

@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: Apache-2.0
+"""MSGin5G UE registration and de-registration (TS 23.554 8.2.1 / 8.2.2, MSGin5G-1 REG).
+
+The registry keeps every registration in memory for target resolution and writes through to
+the store. Registering a `ueSvcId` again replaces its registration with a new `regId` (a UE
+that restarted starts afresh; a late DELETE of the old `regId` then finds nothing). Stored
+messages for a de-registered UE stay queued until they expire or the UE registers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from msgin5g.core.errors import InvalidRequest, NotFound
+from msgin5g.core.message import UE, Address, UeRegistration
+from msgin5g.core.segmentation import DEFAULT_MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE
+from msgin5g.ports import MessageStore
+
+log = logging.getLogger(__name__)
+
+
+class UeRegistry:
+    """In-memory view of the registered MSGin5G UEs, written through to the store."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        *,
+        on_registered: Callable[[Address], None],
+        on_deregistered: Callable[[Address], Awaitable[None]],
+        default_max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
+    ) -> None:
+        self._store = store
+        self._on_registered = on_registered
+        self._on_deregistered = on_deregistered
+        self._default_max_segment_size = default_max_segment_size
+        self._by_ue: dict[str, UeRegistration] = {}
+
+    async def load(self) -> None:
+        for registration in await self._store.load_ue_registrations():
+            self._by_ue[registration.ue_service_id] = registration
+
+    def get(self, ue_service_id: str) -> UeRegistration | None:
+        return self._by_ue.get(ue_service_id)
+
+    def __len__(self) -> int:
+        return len(self._by_ue)
+
+    def max_segment_size(self, ue_service_id: str) -> int:
+        """The segment size for messages to `ue_service_id`: its maxSegSize, else the default."""
+        registration = self._by_ue.get(ue_service_id)
+        if registration is None or registration.max_segment_size is None:
+            return self._default_max_segment_size
+        return registration.max_segment_size
+
+    async def register(
+        self,
+        ue_service_id: str,
+        *,
+        max_segment_size: int | None = None,
+        communication_availability: bytes | None = None,
+        triggering_info: bytes | None = None,
+    ) -> UeRegistration:
+        """Register `ue_service_id`, replacing an earlier registration; committed on return.
+
+        Raises:
+            InvalidRequest: `max_segment_size` is below MIN_SEGMENT_SIZE octets.
+        """
+        if max_segment_size is not None and max_segment_size < MIN_SEGMENT_SIZE:
+            raise InvalidRequest(
+                f"maxSegSize must be at least {MIN_SEGMENT_SIZE} octets",
+                cause="OPTIONAL_IE_INCORRECT",
+            )
+        registration = UeRegistration(
+            registration_id=secrets.token_urlsafe(12),
+            ue_service_id=ue_service_id,
+            max_segment_size=max_segment_size,
+            communication_availability=communication_availability,
+            triggering_info=triggering_info,
+        )
+        replaced = await self._store.save_ue_registration(registration)
+        self._by_ue[ue_service_id] = registration
+        log.info(
+            "UE registered",
+            extra={
+                "ueSvcId": ue_service_id,
+                "registrationId": registration.registration_id,
+                "replaced": replaced.registration_id if replaced else None,
+            },
+        )
+        self._on_registered(Address(UE, ue_service_id))
+        return registration
+
+    async def deregister(self, registration_id: str) -> UeRegistration:
+        """Remove a registration; raises NotFound for an unknown (or replaced) `regId`."""
+        removed = await self._store.delete_ue_registration(registration_id)
+        if removed is None:
+            raise NotFound(f"no UE registration {registration_id!r}", cause="TARGET_NOT_FOUND")
+        current = self._by_ue.get(removed.ue_service_id)
+        if current is not None and current.registration_id == registration_id:
+            del self._by_ue[removed.ue_service_id]
+        log.info(
+            "UE deregistered",
+            extra={"ueSvcId": removed.ue_service_id, "registrationId": registration_id},
+        )
+        await self._on_deregistered(Address(UE, removed.ue_service_id))
+        return removed
