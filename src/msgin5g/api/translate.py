@@ -119,8 +119,8 @@ def ack(ori_addr: w.Address, msg_id: str, acceptance: Acceptance) -> bytes:
     )
 
 
-def check_target_uri(uri: str | None) -> None:
-    """`targetUri` must be an absolute http(s) URI: the server will POST to it."""
+def check_api_root(uri: str | None, pointer: str) -> None:
+    """An address the server will POST to must be an absolute http(s) URI with a host."""
     if uri is None:
         return
     try:
@@ -130,10 +130,15 @@ def check_target_uri(uri: str | None) -> None:
         valid = False
     if not valid:
         raise InvalidRequest(
-            "/targetUri must be an absolute http or https URI",
-            cause="OPTIONAL_IE_INCORRECT",
-            fields=[InvalidField("/targetUri", "not an absolute http(s) URI")],
+            f"{pointer} must be an absolute http or https URI",
+            cause="OPTIONAL_IE_INCORRECT" if pointer == "/targetUri" else "MANDATORY_IE_INCORRECT",
+            fields=[InvalidField(pointer, "not an absolute http(s) URI")],
         )
+
+
+def check_target_uri(uri: str | None) -> None:
+    """`targetUri` must be an absolute http(s) URI: the server will POST to it."""
+    check_api_root(uri, "/targetUri")
 
 
 class WireRenderer:
