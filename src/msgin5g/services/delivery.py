@@ -32,6 +32,12 @@ from msgin5g.ports import MessageRecord, MessageStore, NewDelivery, Outcome, Ren
 
 log = logging.getLogger(__name__)
 
+_OUTCOMES = {
+    AckStatus.FORWARDED: "accepted",
+    AckStatus.STORED: "stored",
+    AckStatus.FAILED: "failed",
+}
+
 
 class MessageService:
     """Accepts messages and reports; the store commits before any acknowledgement."""
@@ -82,24 +88,37 @@ class MessageService:
         deliveries: list[NewDelivery] = []
         if acceptance.status is not AckStatus.FAILED:
             parts = self._segmenter(message) if self._segmenter is not None else (message,)
-            cut = len(parts) > 1
-            deliveries.extend(
-                NewDelivery(
-                    kind=DeliveryKind.MESSAGE,
-                    recipient=message.recipient,
-                    body=self._renderer.message(part),
-                    priority=message.priority,
-                    expires_at=expires_at,
-                    origin=message.originator,
-                    message_id=message.message_id,
-                    # Segments expire together and go in order, so if any fails the last one
-                    # does: only it owes the failure report, which is then sent once.
-                    wants_report=message.wants_report and part is parts[-1],
-                    segment_id=part.segment.segment_id if cut and part.segment else None,
-                    segment_number=(part.segment.number or 0) if cut and part.segment else 0,
+            if len(parts) == 1:  # the common case, kept lean
+                deliveries.append(
+                    NewDelivery(
+                        kind=DeliveryKind.MESSAGE,
+                        recipient=message.recipient,
+                        body=self._renderer.message(parts[0]),
+                        priority=message.priority,
+                        expires_at=expires_at,
+                        origin=message.originator,
+                        message_id=message.message_id,
+                        wants_report=message.wants_report,
+                    )
                 )
-                for part in parts
-            )
+            else:
+                deliveries.extend(
+                    NewDelivery(
+                        kind=DeliveryKind.MESSAGE,
+                        recipient=message.recipient,
+                        body=self._renderer.message(part),
+                        priority=message.priority,
+                        expires_at=expires_at,
+                        origin=message.originator,
+                        message_id=message.message_id,
+                        # Segments expire together and go in order, so if any fails the last
+                        # one does: only it owes the failure report, which is then sent once.
+                        wants_report=message.wants_report and part is parts[-1],
+                        segment_id=part.segment.segment_id if part.segment else None,
+                        segment_number=(part.segment.number or 0) if part.segment else 0,
+                    )
+                    for part in parts
+                )
         record = MessageRecord(
             origin=message.originator,
             message_id=message.message_id,
@@ -117,11 +136,7 @@ class MessageService:
         self._remember(key, acceptance)
         if created:
             self._submit(created)
-        outcome = {
-            AckStatus.FORWARDED: "accepted",
-            AckStatus.STORED: "stored",
-            AckStatus.FAILED: "failed",
-        }[acceptance.status]
+        outcome = _OUTCOMES[acceptance.status]
         self._counted[outcome].value += 1
         if log.isEnabledFor(logging.DEBUG) or acceptance.status is AckStatus.FAILED:
             log.log(

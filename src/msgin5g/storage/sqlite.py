@@ -144,41 +144,78 @@ def _record(row: tuple[Any, ...]) -> MessageRecord:
     )
 
 
-def _insert_delivery(conn: sqlite3.Connection, item: NewDelivery, now: float) -> Delivery:
-    cur = conn.execute(
-        "INSERT INTO deliveries (recipient, kind, priority, body, origin, message_id,"
-        " wants_report, expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-        (
-            item.recipient.key,
-            item.kind.value,
-            int(item.priority),
-            item.body,
-            item.origin.key,
-            item.message_id,
-            int(item.wants_report),
-            item.expires_at,
-            now,
-        ),
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (id, recipient, kind, priority, body, origin, message_id,"
+    " wants_report, expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_MESSAGE = (
+    "INSERT OR IGNORE INTO messages (origin, message_id, recipient, ack_status,"
+    " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?)"
+)
+_KEEP_SEGMENT = (
+    "INSERT OR REPLACE INTO kept_segments (segment_id, number, recipient, kind, priority,"
+    " body, origin, message_id, wants_report, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+class _Ids:
+    """Delivery ids, handed out in memory: this process is the only writer of the file, and
+    ids that a rolled-back batch used are simply skipped (AUTOINCREMENT never reuses)."""
+
+    __slots__ = ("next",)
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+
+    def take(self) -> int:
+        value = self.next
+        self.next = value + 1
+        return value
+
+
+def _message_row(record: MessageRecord) -> tuple[Any, ...]:
+    return (
+        record.origin.key,
+        record.message_id,
+        record.recipient.key,
+        record.acceptance.status.value,
+        record.acceptance.failure_cause,
+        int(record.wants_report),
+        record.keep_until,
     )
-    delivery_id = cur.lastrowid
-    assert delivery_id is not None
-    if item.segment_id is not None:
-        conn.execute(
-            "INSERT OR REPLACE INTO kept_segments (segment_id, number, recipient, kind, priority,"
-            " body, origin, message_id, wants_report, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                item.segment_id,
-                item.segment_number,
-                item.recipient.key,
-                item.kind.value,
-                int(item.priority),
-                item.body,
-                item.origin.key,
-                item.message_id,
-                int(item.wants_report),
-                item.expires_at,
-            ),
-        )
+
+
+def _delivery_row(delivery_id: int, item: NewDelivery, now: float) -> tuple[Any, ...]:
+    return (
+        delivery_id,
+        item.recipient.key,
+        item.kind.value,
+        int(item.priority),
+        item.body,
+        item.origin.key,
+        item.message_id,
+        int(item.wants_report),
+        item.expires_at,
+        now,
+    )
+
+
+def _segment_row(item: NewDelivery) -> tuple[Any, ...]:
+    return (
+        item.segment_id,
+        item.segment_number,
+        item.recipient.key,
+        item.kind.value,
+        int(item.priority),
+        item.body,
+        item.origin.key,
+        item.message_id,
+        int(item.wants_report),
+        item.expires_at,
+    )
+
+
+def _created(delivery_id: int, item: NewDelivery) -> Delivery:
     return Delivery(
         delivery_id=delivery_id,
         kind=item.kind,
@@ -190,6 +227,31 @@ def _insert_delivery(conn: sqlite3.Connection, item: NewDelivery, now: float) ->
         message_id=item.message_id,
         wants_report=item.wants_report,
     )
+
+
+class _Accept:
+    """A queued `accept`: the group commit inserts all of a batch's accepts with executemany."""
+
+    __slots__ = ("deliveries", "now", "record")
+
+    def __init__(self, record: MessageRecord, deliveries: Sequence[NewDelivery], now: float):
+        self.record = record
+        self.deliveries = deliveries
+        self.now = now
+
+
+class _Conflict(Exception):
+    """A batch of accepts met a known (originator, msgId): redo it one accept at a time."""
+
+
+def _insert_delivery(
+    conn: sqlite3.Connection, ids: _Ids, item: NewDelivery, now: float
+) -> Delivery:
+    delivery_id = ids.take()
+    conn.execute(_INSERT_DELIVERY, _delivery_row(delivery_id, item, now))
+    if item.segment_id is not None:
+        conn.execute(_KEEP_SEGMENT, _segment_row(item))
+    return _created(delivery_id, item)
 
 
 class SqliteStore:
@@ -214,7 +276,10 @@ class SqliteStore:
         self._checkpoint_interval = checkpoint_interval
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._pending: list[
+            tuple[Callable[[sqlite3.Connection], Any] | _Accept, asyncio.Future[Any]]
+        ] = []
+        self._ids = _Ids(1)
         self._flush_scheduled = False
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
@@ -231,6 +296,11 @@ class SqliteStore:
         # they never stall the event loop.
         conn.execute("PRAGMA wal_autocheckpoint=0")
         self._migrate(conn)
+        last = conn.execute(
+            "SELECT MAX(v) FROM (SELECT MAX(id) AS v FROM deliveries"
+            " UNION ALL SELECT seq FROM sqlite_sequence WHERE name='deliveries')"
+        ).fetchone()[0]
+        self._ids = _Ids((last or 0) + 1)
         self._conn = conn
         self._stop_checkpoints.clear()
         self._checkpointer = threading.Thread(
@@ -278,7 +348,7 @@ class SqliteStore:
 
     # group commit ------------------------------------------------------------------------------
 
-    def _write(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _write(self, op: Callable[[sqlite3.Connection], T] | _Accept) -> asyncio.Future[T]:
         """Queue `op` for the next group commit; the future resolves once it is committed.
 
         Everything queued during one event-loop iteration commits in one transaction, run by
@@ -309,12 +379,20 @@ class SqliteStore:
     def _run_batch(
         self,
         conn: sqlite3.Connection,
-        batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+        batch: list[tuple[Callable[[sqlite3.Connection], Any] | _Accept, asyncio.Future[Any]]],
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        accepts = [(op, fut) for op, fut in batch if isinstance(op, _Accept)]
+        others = [(op, fut) for op, fut in batch if not isinstance(op, _Accept)]
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op, fut in batch:
+            if accepts:
+                values = self._accept_all(conn, [op for op, _f in accepts])
+                results.extend(
+                    (fut, True, v) for (_op, fut), v in zip(accepts, values, strict=True)
+                )
+            for op, fut in others:
+                assert not isinstance(op, _Accept)
                 results.append((fut, True, op(conn)))
             conn.execute("COMMIT")
             self.commits += 1
@@ -323,12 +401,12 @@ class SqliteStore:
         except Exception:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        # One op failed: run each alone so only the culprit fails.
+        # A known key or a failing op: run each alone so only the culprit fails.
         results = []
-        for op, fut in batch:
+        for item, fut in batch:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                value = op(conn)
+                value = self._accept_one(conn, item) if isinstance(item, _Accept) else item(conn)
                 conn.execute("COMMIT")
                 results.append((fut, True, value))
             except Exception as exc:
@@ -350,27 +428,45 @@ class SqliteStore:
     async def accept(
         self, record: MessageRecord, deliveries: Sequence[NewDelivery]
     ) -> tuple[MessageRecord | None, list[Delivery]]:
-        now = self._clock()
+        # The hot path: queued as data, inserted with executemany by the group commit.
+        result: tuple[MessageRecord | None, list[Delivery]] = await self._write(
+            _Accept(record, deliveries, self._clock())
+        )
+        return result
 
-        def op(conn: sqlite3.Connection) -> tuple[MessageRecord | None, list[Delivery]]:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO messages (origin, message_id, recipient, ack_status,"
-                " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?)",
-                (
-                    record.origin.key,
-                    record.message_id,
-                    record.recipient.key,
-                    record.acceptance.status.value,
-                    record.acceptance.failure_cause,
-                    int(record.wants_report),
-                    record.keep_until,
-                ),
-            )
-            if cur.rowcount == 0:
-                return _find(conn, record.origin, record.message_id), []
-            return None, [_insert_delivery(conn, d, now) for d in deliveries]
+    def _accept_one(
+        self, conn: sqlite3.Connection, item: _Accept
+    ) -> tuple[MessageRecord | None, list[Delivery]]:
+        cur = conn.execute(_INSERT_MESSAGE, _message_row(item.record))
+        if cur.rowcount == 0:
+            return _find(conn, item.record.origin, item.record.message_id), []
+        return None, [_insert_delivery(conn, self._ids, d, item.now) for d in item.deliveries]
 
-        return await self._write(op)
+    def _accept_all(
+        self, conn: sqlite3.Connection, items: list[_Accept]
+    ) -> list[tuple[MessageRecord | None, list[Delivery]]]:
+        """Insert every accept of a batch at once; raises _Conflict if any key was known."""
+        before = conn.total_changes
+        conn.executemany(_INSERT_MESSAGE, [_message_row(i.record) for i in items])
+        if conn.total_changes - before != len(items):
+            raise _Conflict
+        ids = self._ids
+        rows: list[tuple[Any, ...]] = []
+        segments: list[tuple[Any, ...]] = []
+        results: list[tuple[MessageRecord | None, list[Delivery]]] = []
+        for item in items:
+            created = []
+            for d in item.deliveries:
+                delivery_id = ids.take()
+                rows.append(_delivery_row(delivery_id, d, item.now))
+                if d.segment_id is not None:
+                    segments.append(_segment_row(d))
+                created.append(_created(delivery_id, d))
+            results.append((None, created))
+        conn.executemany(_INSERT_DELIVERY, rows)
+        if segments:
+            conn.executemany(_KEEP_SEGMENT, segments)
+        return results
 
     async def find_message(self, origin: Address, message_id: str) -> MessageRecord | None:
         return _find(self._read(), origin, message_id)
@@ -388,7 +484,7 @@ class SqliteStore:
             )
             if cur.rowcount == 0:
                 return None
-            return _insert_delivery(conn, delivery, now)
+            return _insert_delivery(conn, self._ids, delivery, now)
 
         return await self._write(op)
 
@@ -401,7 +497,7 @@ class SqliteStore:
             cur = conn.execute("DELETE FROM deliveries WHERE id=?", (delivery.delivery_id,))
             if cur.rowcount == 0 or follow_up is None:
                 return None
-            return _insert_delivery(conn, follow_up, now)
+            return _insert_delivery(conn, self._ids, follow_up, now)
 
         return await self._write(op)
 
@@ -456,7 +552,7 @@ class SqliteStore:
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> list[Delivery]:
-            return [_insert_delivery(conn, d, now) for d in deliveries]
+            return [_insert_delivery(conn, self._ids, d, now) for d in deliveries]
 
         return await self._write(op)
 
@@ -590,6 +686,7 @@ class SqliteStore:
             return [
                 _insert_delivery(
                     conn,
+                    self._ids,
                     NewDelivery(
                         kind=DeliveryKind(r[1]),
                         recipient=Address.from_key(r[0]),
