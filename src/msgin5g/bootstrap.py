@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from msgin5g.api import msgs_asregistration, msgs_msgdelivery, operations
+from msgin5g.api import ext_gwueregistration, msgs_asregistration, msgs_msgdelivery, operations
 from msgin5g.api.app import AsgiApp
 from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources
 from msgin5g.api.translate import WireRenderer
@@ -26,8 +26,8 @@ from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
 from msgin5g.core.segmentation import segment_message
 from msgin5g.observability import Metrics
-from msgin5g.outbound.as_callback import AsCallbackTransport
 from msgin5g.outbound.http_client import HttpClientPool
+from msgin5g.outbound.http_delivery import HttpDeliveryTransport
 from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import Transport
 from msgin5g.services.delivery import MessageService
@@ -37,6 +37,7 @@ from msgin5g.services.segmentation import SegmentService
 from msgin5g.services.ue_registry import UeRegistry
 from msgin5g.settings import Settings, describe, split_hostport
 from msgin5g.storage.sqlite import SqliteStore
+from msgin5g.wire.ext import GW_LEGACY_3GPP
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ServerApp:
         self.http_pool = HttpClientPool(timeout=d.callback_timeout_s)
         self.registry = AsRegistry(self.store, on_registered=self._recipient_online)
         self._as_transports: dict[str, Transport] = {}
+        self._gateway_transports: dict[str, Transport] = {}
         self.ue_registry = UeRegistry(
             self.store,
             on_registered=self._recipient_online,
@@ -116,6 +118,9 @@ class ServerApp:
             [
                 *msgs_asregistration.operations(self.registry, settings.server.api_root or None),
                 *msgs_msgdelivery.operations(self.service),
+                *ext_gwueregistration.operations(
+                    self.ue_registry, settings.server.api_root or None
+                ),
                 *operations.operations(self.metrics, lambda: self._ready),
             ],
             self.metrics,
@@ -138,6 +143,9 @@ class ServerApp:
     def _segment(self, message: Message) -> Sequence[Message]:
         if message.recipient.kind != UE:
             return (message,)
+        registration = self.ue_registry.get(message.recipient.value)
+        if registration is not None and registration.via_gateway:
+            return (message,)  # the gateway fits the message to its bearer (SMS parts, ...)
         size = self.ue_registry.max_segment_size(message.recipient.value)
         return segment_message(message, size, lambda: uuid.uuid4().hex)
 
@@ -148,9 +156,11 @@ class ServerApp:
             return Route(Path.APPLICATION_SERVER, self.dispatcher.reachable(address))
 
         def registered_ue(address: Address) -> Route | None:
-            if self.ue_registry.get(address.value) is None:
+            registration = self.ue_registry.get(address.value)
+            if registration is None:
                 return None
-            return Route(Path.MSGIN5G_UE, self.dispatcher.reachable(address))
+            path = Path.GATEWAY if registration.via_gateway else Path.MSGIN5G_UE
+            return Route(path, self.dispatcher.reachable(address))
 
         # A UE Service ID that never registered is an unknown recipient, as an unregistered
         # AS is (DELY_FAILED UNKNOWN_RECIPIENT); a registered UE that is not observing gets
@@ -159,8 +169,11 @@ class ServerApp:
 
     def _transport_for(self, recipient: Address) -> Transport | None:
         if recipient.kind == UE:
-            if self.ue_registry.get(recipient.value) is None:
+            ue = self.ue_registry.get(recipient.value)
+            if ue is None:
                 return None
+            if ue.gateway_api_root is not None:
+                return self._gateway_transport(ue.gateway_type or "", ue.gateway_api_root)
             return self.ue_inbox.transport_for(recipient.value)
         if recipient.kind != AS:
             return None
@@ -175,8 +188,19 @@ class ServerApp:
                 current = self.registry.get(service_id)
                 return current.target_uri if current else None
 
-            transport = AsCallbackTransport(self.http_pool, target)
+            transport = HttpDeliveryTransport(self.http_pool, target)
             self._as_transports[recipient.value] = transport
+        return transport
+
+    def _gateway_transport(self, gateway_type: str, api_root: str) -> Transport:
+        """msgg-l3gdelivery (L3G) or msgg-n3gdelivery (N3G) at the gateway's apiRoot."""
+        key = f"{gateway_type}|{api_root}"
+        transport = self._gateway_transports.get(key)
+        if transport is None:
+            api = "msgg-l3gdelivery" if gateway_type == GW_LEGACY_3GPP else "msgg-n3gdelivery"
+            base = f"{api_root}/{api}/v1"
+            transport = HttpDeliveryTransport(self.http_pool, lambda: base)
+            self._gateway_transports[key] = transport
         return transport
 
     def _gauges(self) -> None:

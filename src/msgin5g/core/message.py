@@ -163,3 +163,11 @@ class UeRegistration(msgspec.Struct, frozen=True, gc=False):
     max_segment_size: int | None = None
     communication_availability: bytes | None = None
     triggering_info: bytes | None = None
+    gateway_type: str | None = None
+    """For a Non-MSGin5G UE (TS 23.554 8.2.3): "L3G" or "N3G", the gateway that serves it."""
+    gateway_api_root: str | None = None
+    """The serving gateway's apiRoot, where msgg-l3gdelivery / msgg-n3gdelivery live."""
+
+    @property
+    def via_gateway(self) -> bool:
+        return self.gateway_api_root is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from msgin5g.core.errors import InvalidRequest, NotFound
 from msgin5g.core.message import UE, Address, UeRegistration
@@ -51,7 +51,7 @@ class UeRegistry:
     def max_segment_size(self, ue_service_id: str) -> int:
         """The segment size for messages to `ue_service_id`: its maxSegSize, else the default."""
         registration = self._by_ue.get(ue_service_id)
-        if registration is None or registration.max_segment_size is None:
+        if registration is None or registration.max_segment_size is None:  # gateway UEs too
             return self._default_max_segment_size
         return registration.max_segment_size
 
@@ -92,6 +92,40 @@ class UeRegistry:
         )
         self._on_registered(Address(UE, ue_service_id))
         return registration
+
+    async def register_via_gateway(
+        self, gateway_type: str, api_root: str, ue_service_ids: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        """Register Non-MSGin5G UEs on behalf of their gateway (TS 23.554 8.2.3).
+
+        Idempotent: a UE already registered by the same gateway keeps its registration id.
+        Returns (ueSvcId, registrationId) pairs in the order given.
+        """
+        out: list[tuple[str, str]] = []
+        for ue_service_id in dict.fromkeys(ue_service_ids):
+            current = self._by_ue.get(ue_service_id)
+            if (
+                current is not None
+                and current.gateway_type == gateway_type
+                and current.gateway_api_root == api_root
+            ):
+                out.append((ue_service_id, current.registration_id))
+                continue
+            registration = UeRegistration(
+                registration_id=secrets.token_urlsafe(12),
+                ue_service_id=ue_service_id,
+                gateway_type=gateway_type,
+                gateway_api_root=api_root,
+            )
+            await self._store.save_ue_registration(registration)
+            self._by_ue[ue_service_id] = registration
+            self._on_registered(Address(UE, ue_service_id))
+            out.append((ue_service_id, registration.registration_id))
+        log.info(
+            "UEs registered by a gateway",
+            extra={"gateway": api_root, "gwType": gateway_type, "count": len(out)},
+        )
+        return out
 
     async def deregister(self, registration_id: str) -> UeRegistration:
         """Remove a registration; raises NotFound for an unknown (or replaced) `regId`."""

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -109,6 +109,11 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (origin, segment_id, number)
     ) WITHOUT ROWID;
     CREATE INDEX uplink_segments_expiry ON uplink_segments (expires_at);
+    """,
+    # Non-MSGin5G UEs registered by their gateway (TS 23.554 8.2.3, DESIGN 2.5).
+    3: """
+    ALTER TABLE ue_registrations ADD COLUMN gateway_type TEXT;
+    ALTER TABLE ue_registrations ADD COLUMN gateway_api_root TEXT;
     """,
 }
 
@@ -640,13 +645,15 @@ class SqliteStore:
                 (registration.ue_service_id,),
             ).fetchone()
             conn.execute(
-                f"INSERT INTO ue_registrations ({_UE_COLUMNS}) VALUES (?,?,?,?,?)",
+                f"INSERT INTO ue_registrations ({_UE_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                 (
                     registration.registration_id,
                     registration.ue_service_id,
                     registration.max_segment_size,
                     registration.communication_availability,
                     registration.triggering_info,
+                    registration.gateway_type,
+                    registration.gateway_api_root,
                 ),
             )
             return UeRegistration(*old) if old else None
@@ -758,7 +765,10 @@ class SqliteStore:
         return [_uplink(r) for r in rows]
 
 
-_UE_COLUMNS = "registration_id, ue_service_id, max_segment_size, comm_avail, trig_info"
+_UE_COLUMNS = (
+    "registration_id, ue_service_id, max_segment_size, comm_avail, trig_info,"
+    " gateway_type, gateway_api_root"
+)
 _UPLINK_COLUMNS = "origin, segment_id, number, total, last, body, expires_at"
 
 

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Delivery to an Application Server at its registered `targetUri` (our binding, DESIGN 2.2).
+"""Delivery over HTTP to `{base}/deliver-message` and `{base}/deliver-report`.
 
-Messages go to `{targetUri}/deliver-message`, reports to `{targetUri}/deliver-report`. Any
-2xx is success; 5xx, 408, 429, timeouts and refused connections are retried; other 4xx
-reject the delivery (and the sender gets a failure report if it asked for one).
+The same shape serves two peers: an Application Server at its registered `targetUri` (our
+binding, DESIGN 2.2) and a Message Gateway at `{apiRoot}/msgg-l3gdelivery/v1` or
+`.../msgg-n3gdelivery/v1` (TS 29.538 9.1, 9.2: 204 on success, 404 for a UE it does not
+serve). Any 2xx is success; 5xx, 408, 429, timeouts and refused connections are retried;
+other 4xx reject the delivery (and the sender gets a failure report if it asked for one).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from msgin5g.ports import SendOutcome, SendResult
 _PATHS = {DeliveryKind.MESSAGE: "/deliver-message", DeliveryKind.REPORT: "/deliver-report"}
 
 
-class AsCallbackTransport:
-    """`Transport` for one Application Server."""
+class HttpDeliveryTransport:
+    """`Transport` for one HTTP recipient (an AS or a gateway); `target_uri` gives its base."""
 
     def __init__(self, pool: HttpClientPool, target_uri: Callable[[], str | None]) -> None:
         self._pool = pool
@@ -27,7 +29,7 @@ class AsCallbackTransport:
     async def send(self, delivery: Delivery) -> SendOutcome:
         target = self._target_uri()
         if not target:
-            return SendOutcome(SendResult.RETRY, "the AS registered no targetUri")
+            return SendOutcome(SendResult.RETRY, "the recipient has no URI to deliver to")
         url = target.rstrip("/") + _PATHS[delivery.kind]
         try:
             response = await self._pool.post_json(url, delivery.body)
@@ -37,5 +39,5 @@ class AsCallbackTransport:
         if 200 <= status < 300:
             return SendOutcome(SendResult.DELIVERED)
         if status >= 500 or status in (408, 429):
-            return SendOutcome(SendResult.RETRY, f"AS answered HTTP {status}")
-        return SendOutcome(SendResult.REJECTED, f"AS_REJECTED: the AS answered HTTP {status}")
+            return SendOutcome(SendResult.RETRY, f"recipient answered HTTP {status}")
+        return SendOutcome(SendResult.REJECTED, f"RECIPIENT_REJECTED: {url} answered HTTP {status}")
