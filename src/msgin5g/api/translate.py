@@ -64,9 +64,9 @@ def _require_kind(addr: w.Address, kind: str, pointer: str, operation: str) -> N
         )
 
 
-def as_message(body: ASMessageDelivery) -> Message:
-    """MSGS_MSGDelivery_ASODelivery request to a core Message."""
-    _require_kind(body.oriAddr, AS, "/oriAddr", "deliver-as-message")
+def _message(
+    body: ASMessageDelivery | UEMessageDelivery, priority: str | None, latency: int | None
+) -> Message:
     return Message(
         originator=address(body.oriAddr),
         recipient=address(body.destAddr),
@@ -75,27 +75,23 @@ def as_message(body: ASMessageDelivery) -> Message:
         app_id=body.appId,
         payload=body.payload,
         wants_report=bool(body.delivStReqInd),
-        priority=Priority.parse(body.priority),
+        priority=Priority.parse(priority),
         segment=_segment(body.segParams) if body.segInd else None,
         expires_at=_expiry(body),
-        latency_ms=body.latency,
+        latency_ms=latency,
     )
+
+
+def as_message(body: ASMessageDelivery) -> Message:
+    """MSGS_MSGDelivery_ASODelivery request to a core Message."""
+    _require_kind(body.oriAddr, AS, "/oriAddr", "deliver-as-message")
+    return _message(body, body.priority, body.latency)
 
 
 def ue_message(body: UEMessageDelivery) -> Message:
     """MSGS_MSGDelivery_UEODelivery request (from a gateway) to a core Message."""
     _require_kind(body.oriAddr, UE, "/oriAddr", "deliver-ue-message")
-    return Message(
-        originator=address(body.oriAddr),
-        recipient=address(body.destAddr),
-        message_id=body.msgId,
-        store_and_forward=body.stoAndFwInd,
-        app_id=body.appId,
-        payload=body.payload,
-        wants_report=bool(body.delivStReqInd),
-        segment=_segment(body.segParams) if body.segInd else None,
-        expires_at=_expiry(body),
-    )
+    return _message(body, None, None)
 
 
 def report(body: w.DeliveryStatusReport) -> Report:
