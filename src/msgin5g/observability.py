@@ -32,6 +32,15 @@ HELP: dict[str, tuple[str, str]] = {
     "msgin5g_store_oldest_age_seconds": ("gauge", "Age of the oldest queued delivery"),
     "msgin5g_lanes": ("gauge", "Recipients with work in memory"),
     "msgin5g_as_registrations": ("gauge", "Registered Application Servers"),
+    "msgin5g_gateway_messages_total": (
+        "counter",
+        "Gateway messages by direction and outcome (submitted, delivered, failed, retried)",
+    ),
+    "msgin5g_gateway_sms_downlink_pending": ("gauge", "SMS gateway: messages not yet receipted"),
+    "msgin5g_gateway_sms_uplink_pending": ("gauge", "SMS gateway: outbox items for the server"),
+    "msgin5g_gateway_sms_binds_up": ("gauge", "SMS gateway: SMPP binds currently bound"),
+    "msgin5g_gateway_mqtt_connected": ("gauge", "MQTT gateway: 1 when connected to the broker"),
+    "msgin5g_gateway_mqtt_devices": ("gauge", "MQTT gateway: devices registered"),
 }
 
 

@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     receiver = sub.add_parser("as", help="an AS callback receiver printing what it receives")
     as_arguments(receiver)
     receiver.set_defaults(run=_run_as)
+
+    from msgin5g.cli.gateway import add_gateway_parser
+
+    add_gateway_parser(sub)
     return parser
 
 

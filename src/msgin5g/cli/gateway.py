@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: Apache-2.0
+"""`msgin5g gateway sms|mqtt`: run the Legacy 3GPP (SMS) or Non-3GPP (MQTT) Message Gateway.
+
+    msgin5g gateway sms --server URL --http HOST:PORT --smsc HOST:PORT --system-id ID
+        --password PW --ue UE_SVC_ID=MSISDN ... --mo-to as:AS_SVC_ID
+        [--binds N --window W --throttle R/s --data-dir DIR]
+    msgin5g gateway mqtt --server URL --http HOST:PORT --broker HOST:PORT --ue UE_SVC_ID ...
+        [--data-dir DIR]
+
+`add_gateway_parser(sub)` hooks the `gateway` command into the main parser; `python -m
+msgin5g.cli.gateway sms ...` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from msgin5g.observability import JsonFormatter
+from msgin5g.settings import SettingsError, split_hostport
+
+__all__ = ["add_gateway_parser", "main"]
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _rate(value: str) -> float:
+    try:
+        rate = float(value.removesuffix("/s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected messages per second like 100/s: {value!r}"
+        ) from None
+    if rate <= 0:
+        raise argparse.ArgumentTypeError("the throttle must be > 0")
+    return rate
+
+
+def _common(parser: argparse.ArgumentParser, default_http: str) -> None:
+    parser.add_argument("--server", required=True, help="apiRoot of the MSGin5G Server")
+    parser.add_argument(
+        "--http", default=default_http, help=f"HOST:PORT of the msgg API (default {default_http})"
+    )
+    parser.add_argument("--data-dir", default=None, help="directory of the gateway's store")
+    parser.add_argument(
+        "--api-root", default="", help="gwApiRoot told to the server (default http://HTTP)"
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback --http without auth"
+    )
+    parser.add_argument("--retry-initial", type=float, default=0.2, help="seconds")
+    parser.add_argument("--retry-max", type=float, default=10.0, help="seconds")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=["json", "text"], default="json")
+
+
+def _add_kinds(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="gateway", required=True)
+
+    sms = kinds.add_parser("sms", help="Legacy 3GPP Message Gateway: msgg-l3gdelivery <-> SMPP")
+    _common(sms, "127.0.0.1:8181")
+    sms.add_argument("--smsc", required=True, help="HOST:PORT of the SMSC (SMPP 3.4)")
+    sms.add_argument("--system-id", required=True)
+    sms.add_argument("--password", required=True)
+    sms.add_argument(
+        "--ue",
+        action="append",
+        default=[],
+        metavar="UE_SVC_ID=MSISDN",
+        help="a UE this gateway serves (repeat)",
+    )
+    sms.add_argument("--mo-to", required=True, metavar="as:AS_SVC_ID", help="recipient of MO SMS")
+    sms.add_argument("--binds", type=int, default=1, help="SMPP binds (default 1)")
+    sms.add_argument("--window", type=int, default=10, help="submits in flight per bind")
+    sms.add_argument("--throttle", type=_rate, default=None, metavar="R/s", help="per bind")
+    sms.add_argument("--source-addr", default="MSGin5G", help="sender shown on the SMS")
+    sms.add_argument(
+        "--report-sms",
+        action="store_true",
+        help="also send reports on UE-originated messages to the UE as SMS",
+    )
+    sms.set_defaults(run=_run_sms)
+
+    mqtt = kinds.add_parser("mqtt", help="Non-3GPP Message Gateway: msgg-n3gdelivery <-> MQTT")
+    _common(mqtt, "127.0.0.1:8182")
+    mqtt.add_argument("--broker", required=True, help="HOST:PORT of the MQTT broker")
+    mqtt.add_argument(
+        "--ue", action="append", default=[], metavar="UE_SVC_ID", help="a static device (repeat)"
+    )
+    mqtt.add_argument("--client-id", default="msgin5g-n3g", help="the gateway's MQTT client id")
+    mqtt.add_argument("--username", default=None)
+    mqtt.add_argument("--password", default=None)
+    mqtt.set_defaults(run=_run_mqtt)
+
+
+def add_gateway_parser(sub: Any) -> None:
+    """Add `gateway sms|mqtt` to the subparsers `sub` of the main `msgin5g` parser."""
+    parser = sub.add_parser("gateway", help="run a message gateway (sms, mqtt)")
+    _add_kinds(parser)
+
+
+def _gateway_settings(args: argparse.Namespace, gw_type: str, default_dir: str) -> Any:
+    from msgin5g.gateways.common import GatewaySettings
+
+    settings = GatewaySettings(
+        gw_type="L3G" if gw_type == "L3G" else "N3G",
+        server_url=args.server,
+        http=args.http,
+        data_dir=Path(args.data_dir or default_dir).expanduser(),
+        api_root=args.api_root,
+        insecure=args.insecure,
+        retry_initial=args.retry_initial,
+        retry_max=args.retry_max,
+    )
+    settings.validate()
+    return settings
+
+
+def _run_sms(args: argparse.Namespace) -> int:
+    from msgin5g.gateways.common import serve
+    from msgin5g.gateways.sms.gateway import SmsGateway, SmsGatewaySettings, parse_destination
+    from msgin5g.gateways.sms.smpp_session import SmppConfig
+
+    try:
+        gateway = _gateway_settings(args, "L3G", "./msgin5g-sms-gateway")
+        host, port = split_hostport(args.smsc, "--smsc")
+        ues: dict[str, str] = {}
+        for item in args.ue:
+            ue, sep, msisdn = item.partition("=")
+            if not sep or not ue or not msisdn:
+                raise SettingsError(f"--ue must be UE_SVC_ID=MSISDN, got {item!r}")
+            ues[ue] = msisdn
+        try:
+            mo_to = parse_destination(args.mo_to)
+        except ValueError as exc:
+            raise SettingsError(f"--mo-to: {exc}") from None
+        if args.binds < 1 or args.window < 1:
+            raise SettingsError("--binds and --window must be at least 1")
+    except SettingsError as exc:
+        print(f"msgin5g gateway sms: {exc}", file=sys.stderr)
+        return 2
+    settings = SmsGatewaySettings(
+        gateway=gateway,
+        smpp=SmppConfig(
+            host=host,
+            port=port,
+            system_id=args.system_id,
+            password=args.password,
+            window=args.window,
+            throughput=args.throttle,
+            burst=max(1, int(args.throttle or 1)),
+            reconnect_min=min(0.5, args.retry_initial),
+            reconnect_max=max(args.retry_max, min(0.5, args.retry_initial)),
+        ),
+        ues=ues,
+        mo_to=mo_to,
+        binds=args.binds,
+        source_addr=args.source_addr,
+        report_sms=args.report_sms,
+    )
+    _configure_logging(args.log_level, args.log_format)
+    try:
+        asyncio.run(serve(SmsGateway(settings), gateway.http))
+    except OSError as exc:
+        print(f"msgin5g gateway sms: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_mqtt(args: argparse.Namespace) -> int:
+    from msgin5g.gateways.common import serve
+    from msgin5g.gateways.mqtt.gateway import MqttGateway, MqttGatewaySettings
+
+    try:
+        gateway = _gateway_settings(args, "N3G", "./msgin5g-mqtt-gateway")
+        host, port = split_hostport(args.broker, "--broker")
+    except SettingsError as exc:
+        print(f"msgin5g gateway mqtt: {exc}", file=sys.stderr)
+        return 2
+    settings = MqttGatewaySettings(
+        gateway=gateway,
+        broker_host=host,
+        broker_port=port,
+        ues=tuple(args.ue),
+        client_id=args.client_id,
+        username=args.username,
+        password=args.password,
+    )
+    _configure_logging(args.log_level, args.log_format)
+    try:
+        asyncio.run(serve(MqttGateway(settings), gateway.http))
+    except OSError as exc:
+        print(f"msgin5g gateway mqtt: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m msgin5g.cli.gateway sms|mqtt ...` (the same as `msgin5g gateway ...`)."""
+    parser = argparse.ArgumentParser(prog="msgin5g gateway")
+    _add_kinds(parser)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
