@@ -2,7 +2,7 @@
 """The reference ceiling of DESIGN 4: granian (embedded, one process) + raw ASGI + msgspec.
 
 It decodes the same ASMessageDelivery body and answers a MessageDeliveryAck, storing nothing.
-Usage: python scripts/bench/bare_server.py PORT
+Usage: python scripts/bench/bare_server.py PORT [asyncio|uvloop]
 """
 
 from __future__ import annotations
@@ -57,4 +57,9 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    if sys.argv[2:] == ["uvloop"]:
+        import uvloop
+
+        uvloop.run(main(int(sys.argv[1])))
+    else:
+        asyncio.run(main(int(sys.argv[1])))

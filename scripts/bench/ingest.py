@@ -9,6 +9,9 @@ Paths measured, each with a unique msgId per request unless noted:
 - h2c (node's http2 client, scripts/bench/h2unique.mjs), when node is installed
 - h2c idempotent repeat (h2load, one body repeated: the server answers from its cache)
 
+The ceiling is the faster of two bare servers, one on the asyncio loop and one on uvloop;
+msgin5g runs on the loop its settings name (MSGIN5G_LOOP, default asyncio).
+
 The message goes to a registered AS without targetUri, so every request is committed to the
 store and answered DELY_STORED: the durable ingest path.
 
@@ -161,10 +164,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="msgin5g-bench-"))
     body = work / "body.json"
     body.write_text(json.dumps(BODY))
-    bare_port, ours_port = free_port(), free_port()
+    bare_port, bare_uv_port, ours_port = free_port(), free_port(), free_port()
     env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
     procs = [
         subprocess.Popen(pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_port))),
+        subprocess.Popen(
+            pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_uv_port), "uvloop")
+        ),
         subprocess.Popen(
             pinned(
                 0,
@@ -184,6 +190,7 @@ def main() -> int:
     ]
     try:
         wait(f"http://127.0.0.1:{bare_port}/")
+        wait(f"http://127.0.0.1:{bare_uv_port}/")
         wait(f"http://127.0.0.1:{ours_port}/readyz")
         httpx.post(
             f"http://127.0.0.1:{ours_port}/msgs-asregistration/v1/registrations",
@@ -193,7 +200,7 @@ def main() -> int:
         assert ack.get("status") == "DELY_STORED", ack
         results: dict[str, dict[str, list[float]]] = {}
         per_cpu: dict[str, dict[str, list[float]]] = {}
-        pids = {"bare": procs[0].pid, "msgin5g": procs[1].pid}
+        pids = {"bare": procs[0].pid, "bare-uvloop": procs[1].pid, "msgin5g": procs[2].pid}
         loads = {
             "HTTP/1.1 unique msgId (wrk)": lambda p: wrk(p, args.seconds),
             "h2c idempotent repeat (h2load)": lambda p: h2load(p, args.requests, body),
@@ -202,7 +209,11 @@ def main() -> int:
             loads["h2c unique msgId (node http2)"] = lambda p: node_h2(p, args.requests)
         for _ in range(args.rounds):
             for name, run in loads.items():
-                for label, port in (("bare", bare_port), ("msgin5g", ours_port)):
+                for label, port in (
+                    ("bare", bare_port),
+                    ("bare-uvloop", bare_uv_port),
+                    ("msgin5g", ours_port),
+                ):
                     before_cpu, before = cpu_seconds(pids[label]), time.monotonic()
                     rate = run(port)
                     used = cpu_seconds(pids[label]) - before_cpu
@@ -219,9 +230,12 @@ def main() -> int:
         )
         print("|---|---|---|---|---|---|---|")
         for name, by in results.items():
-            bare = statistics.median(by["bare"])
+            bare = max(statistics.median(by["bare"]), statistics.median(by["bare-uvloop"]))
             ours = statistics.median(by["msgin5g"])
-            cbare = statistics.median(per_cpu[name]["bare"])
+            cbare = max(
+                statistics.median(per_cpu[name]["bare"]),
+                statistics.median(per_cpu[name]["bare-uvloop"]),
+            )
             cours = statistics.median(per_cpu[name]["msgin5g"])
             print(
                 f"| {name} | {bare:,.0f} | {ours:,.0f} | {ours / bare:.2f}"

@@ -6,7 +6,7 @@ Runs the simulator in a child process (``--in-process`` to share the loop), send
 receipts off, and end-to-end messages/s with receipts on (every submit_sm_resp and every
 delivery receipt received).
 
-    python scripts/bench_smpp.py [--messages 20000] [--binds 4] [--window 64]
+    python scripts/bench/smpp.py [--messages 20000] [--binds 4] [--window 64]
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     coap: str = "127.0.0.1:5683"
     data_dir: str = "./msgin5g-data"
     insecure: bool = False
+    loop: str = "uvloop"
+    """Event loop: "uvloop" (faster, the default where it is installed) or "asyncio" (ADR 0002)."""
     api_root: str = ""
     """Absolute apiRoot for Location headers; empty = taken from the request's Host."""
     max_body_bytes: int = 1_048_576
@@ -164,6 +166,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"config version {settings.version} is not supported (want 1)")
     http_host, _ = split_hostport(settings.server.http, "server.http (--http)")
     coap_host, _ = split_hostport(settings.server.coap, "server.coap (--coap)")
+    if settings.server.loop not in ("asyncio", "uvloop"):
+        raise SettingsError("server.loop must be asyncio or uvloop")
     if settings.store.synchronous.upper() not in ("NORMAL", "FULL"):
         raise SettingsError("store.synchronous must be NORMAL or FULL")
     if bool(settings.server.tls_cert) != bool(settings.server.tls_key):

@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from msgin5g import __version__
@@ -30,6 +30,19 @@ def _configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level.upper())
+
+
+def run_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run `main` on the configured event loop; uvloop falls back to asyncio if missing."""
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            logging.getLogger(__name__).warning("uvloop is not installed; using asyncio")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def _server_args(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +80,7 @@ def _run_server(args: argparse.Namespace) -> int:
         return 2
     _configure_logging(settings)
     try:
-        asyncio.run(serve(settings))
+        run_loop(serve(settings), settings.server.loop)
     except OSError as exc:
         print(f"msgin5g: cannot start: {exc}", file=sys.stderr)
         return 1

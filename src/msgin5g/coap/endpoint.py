@@ -55,6 +55,7 @@ Notifications older than the last one seen are dropped (RFC 7641 §3.4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -150,6 +151,10 @@ class EndpointConfig:
     notify_waits_for_blocks: bool = True
     dedup_max_entries: int = 100_000
     representation_max_entries: int = 10_000
+    receive_buffer: int = 4 * 1024 * 1024
+    """SO_RCVBUF of the UDP socket: ACKs of many UEs arrive in bursts while the loop is busy
+    with other work, and a dropped ACK costs a 2-3 s retransmission (capped by the kernel's
+    net.core.rmem_max)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +343,7 @@ class _Layer(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ipv6 = False
+        self._receive_buffer = 0  # 0: the kernel default
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, host: str, port: int) -> None:
@@ -345,7 +351,11 @@ class _Layer(asyncio.DatagramProtocol):
         if self._transport is not None:
             raise RuntimeError("already started")
         self._loop = loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._receive_buffer:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
 
     async def stop(self) -> None:
         """Close the socket, end outstanding exchanges and cancel the owned tasks."""
@@ -515,6 +525,7 @@ class CoapEndpoint(_Layer):
             raise ValueError("block_szx must be 0..6 (16..1024 bytes)")
         super().__init__(params, config.dedup_max_entries, rng)
         self.config = config
+        self._receive_buffer = config.receive_buffer
         self._handle = handler.handle
         self._block_szx = config.block_szx
         self._block_size = 1 << (config.block_szx + 4)
