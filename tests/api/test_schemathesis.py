@@ -18,27 +18,12 @@ a success and an error, on the path the file's servers url gives.
 from __future__ import annotations
 
 import collections
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from tests.support import oas
+from tests.support import oas, st
 from tests.support.procs import ServerProcess
-
-CHECKS = (
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_schema_conformance",
-    "negative_data_rejection",
-)
-PHASES = "examples,coverage,fuzzing,stateful"
-MAX_EXAMPLES = 50
 
 HOOKS = textwrap.dedent(
     '''
@@ -80,67 +65,20 @@ HOOKS = textwrap.dedent(
 
 @pytest.mark.parametrize("api_name", sorted(oas.SPEC_FILES))
 def test_schemathesis_checks_pass(server: ServerProcess, tmp_path: Path, api_name: str) -> None:
-    spec = oas.spec_path(api_name)
-    base = f"{server.url}/{api_name}/v1"
-    (tmp_path / "msgin5g_st_hooks.py").write_text(HOOKS)
-    config = tmp_path / "schemathesis.toml"
-    config.write_text("# empty: every setting is on the command line\n")
-    har = tmp_path / "run.har"
-    # `python -m schemathesis.cli` is the `st` entry point, run by this very interpreter.
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "--no-color",
-        "--config-file",
-        str(config),
-        "run",
-        str(spec),
-        "--url",
-        base,
-        "--checks",
-        ",".join(CHECKS),
-        "--phases",
-        PHASES,
-        "--max-examples",
-        str(MAX_EXAMPLES),
-        "--seed",
-        "1",
-        "--request-timeout",
-        "5",
-        "--report",
-        "har",
-        "--report-har-path",
-        str(har),
-    ]
-    env = {
-        **os.environ,
-        "SCHEMATHESIS_HOOKS": "msgin5g_st_hooks",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
-        "MSGIN5G_ST_SERVER": server.url,
-    }
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False
+    raw = st.run(
+        oas.spec_path(api_name),
+        f"{server.url}/{api_name}/v1",
+        tmp_path,
+        hooks=("msgin5g_st_hooks", HOOKS),
+        log=server.log,
+        env={"MSGIN5G_ST_SERVER": server.url},
+        timeout=180,
     )
-    output = (
-        f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}\n--- server log ---\n{server.log()}"
-    )
-    assert done.returncode == 0, output
-    assert f"Base URL:         {base}" in done.stdout, output
-
-    # What was really sent: on the file's paths under our base, and every operation of the file
-    # answered at least one success and one error (so both kinds of response were checked).
-    entries = json.loads(har.read_text())["log"]["entries"]
-    assert entries, output
     statuses: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
-    for entry in entries:
-        path = urlsplit(entry["request"]["url"]).path
-        assert path.startswith(f"/{api_name}/v1/"), path
-        assert entry["response"]["status"] < 500, entry
-        operation = path.removeprefix(f"/{api_name}/v1")
+    for (method, operation), seen in raw.items():
         if operation.startswith("/registrations/"):
             operation = "/registrations/{registrationId}"
-        statuses[(entry["request"]["method"], operation)].add(entry["response"]["status"])
+        statuses[(method, operation)] |= seen
     expected = {
         "msgs-asregistration": {
             ("POST", "/registrations"): 201,
@@ -153,6 +91,4 @@ def test_schemathesis_checks_pass(server: ServerProcess, tmp_path: Path, api_nam
         },
     }[api_name]
     for operation, success in expected.items():
-        seen = statuses[operation]
-        assert success in seen, f"{operation} never answered {success}: {sorted(seen)}"
-        assert any(400 <= s < 500 for s in seen), f"{operation} never answered 4xx: {sorted(seen)}"
+        st.assert_success_and_client_error(statuses[operation], success, operation)

@@ -14,34 +14,20 @@ Mosquitto; both point at a real `msgin5g server`.
 
 from __future__ import annotations
 
-import collections
-import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.gateways.procs import PASSWORD, SYSTEM_ID, GatewayProcess, SmscProcess
+from tests.support import st
 from tests.support.mosquitto import Mosquitto
 from tests.support.procs import OPENAPI_DIR, ServerProcess
 
 pytestmark = pytest.mark.e2e
 
-CHECKS = (
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_schema_conformance",
-    "negative_data_rejection",
-)
-PHASES = "examples,coverage,fuzzing,stateful"
-MAX_EXAMPLES = 50
 UE = "ue-1"
 
 HOOKS = textwrap.dedent(
@@ -113,59 +99,13 @@ def gateway(
 @pytest.mark.parametrize("gateway", sorted(SPECS), indirect=True)
 def test_schemathesis_checks_pass(gateway: tuple[str, GatewayProcess], tmp_path: Path) -> None:
     api_name, gw = gateway
-    spec = OPENAPI_DIR / SPECS[api_name]
-    base = f"{gw.url}/{api_name}/v1"
-    (tmp_path / "msgin5g_msgg_hooks.py").write_text(HOOKS)
-    config = tmp_path / "schemathesis.toml"
-    config.write_text("# empty: every setting is on the command line\n")
-    har = tmp_path / "run.har"
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "--no-color",
-        "--config-file",
-        str(config),
-        "run",
-        str(spec),
-        "--url",
-        base,
-        "--checks",
-        ",".join(CHECKS),
-        "--phases",
-        PHASES,
-        "--max-examples",
-        str(MAX_EXAMPLES),
-        "--seed",
-        "1",
-        "--request-timeout",
-        "10",
-        "--report",
-        "har",
-        "--report-har-path",
-        str(har),
-    ]
-    env = {
-        **os.environ,
-        "SCHEMATHESIS_HOOKS": "msgin5g_msgg_hooks",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
-    }
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    statuses = st.run(
+        OPENAPI_DIR / SPECS[api_name],
+        f"{gw.url}/{api_name}/v1",
+        tmp_path,
+        hooks=("msgin5g_msgg_hooks", HOOKS),
+        log=gw.log,
+        request_timeout=10,
     )
-    output = f"$ {' '.join(command)}\n{done.stdout}\n{done.stderr}\n--- gateway log ---\n{gw.log()}"
-    assert done.returncode == 0, output
-    assert f"Base URL:         {base}" in done.stdout, output
-
-    entries = json.loads(har.read_text())["log"]["entries"]
-    assert entries, output
-    statuses: dict[str, set[int]] = collections.defaultdict(set)
-    for entry in entries:
-        path = urlsplit(entry["request"]["url"]).path
-        assert path.startswith(f"/{api_name}/v1/"), path
-        assert entry["response"]["status"] < 500, entry
-        statuses[path.removeprefix(f"/{api_name}/v1")].add(entry["response"]["status"])
     for operation in ("/deliver-message", "/deliver-report"):
-        seen = statuses[operation]
-        assert 204 in seen, f"{operation} never answered 204: {sorted(seen)}"
-        assert any(400 <= s < 500 for s in seen), f"{operation} never answered 4xx: {sorted(seen)}"
+        st.assert_success_and_client_error(statuses[("POST", operation)], 204, operation)
