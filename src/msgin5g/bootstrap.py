@@ -16,12 +16,18 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from msgin5g.api import ext_gwueregistration, msgs_asregistration, msgs_msgdelivery, operations
+from msgin5g.api import (
+    ext_groups,
+    ext_gwueregistration,
+    msgs_asregistration,
+    msgs_msgdelivery,
+    operations,
+)
 from msgin5g.api.app import AsgiApp
 from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources
 from msgin5g.api.translate import WireRenderer
 from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
-from msgin5g.core.message import AS, UE, Address, Delivery, Message
+from msgin5g.core.message import AS, GROUP, UE, Address, Delivery, Message
 from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
 from msgin5g.core.segmentation import segment_message
@@ -32,6 +38,7 @@ from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import Transport
 from msgin5g.services.delivery import MessageService
 from msgin5g.services.dispatch import Dispatcher
+from msgin5g.services.groups import GroupFanOut, GroupRegistry
 from msgin5g.services.registration import AsRegistry
 from msgin5g.services.segmentation import SegmentService
 from msgin5g.services.ue_registry import UeRegistry
@@ -65,6 +72,7 @@ class ServerApp:
             default_max_segment_size=settings.ue.max_segment_size,
         )
         self.ue_inbox = UeInbox(on_observing=self._recipient_online)
+        self.groups = GroupRegistry(self.store, max_members=settings.groups.max_members)
         self.service = MessageService(
             self.store,
             self._submit,
@@ -90,6 +98,9 @@ class ServerApp:
             retry=RetryPolicy(initial=d.retry_initial_s, maximum=d.retry_max_s),
             window_for=lambda a: d.as_window if a.kind == AS else 1,
             sweep_interval=d.sweep_interval_s,
+        )
+        self.fan_out = GroupFanOut(
+            self.groups, self.store, self._submit, chunk=settings.groups.fan_out_chunk
         )
         self.segments = SegmentService(
             self.store,
@@ -121,6 +132,7 @@ class ServerApp:
                 *ext_gwueregistration.operations(
                     self.ue_registry, settings.server.api_root or None
                 ),
+                *ext_groups.operations(self.groups, settings.server.api_root or None),
                 *operations.operations(self.metrics, lambda: self._ready),
             ],
             self.metrics,
@@ -165,9 +177,16 @@ class ServerApp:
         # A UE Service ID that never registered is an unknown recipient, as an unregistered
         # AS is (DELY_FAILED UNKNOWN_RECIPIENT); a registered UE that is not observing gets
         # DELY_STORED with stoAndFwInd (ADR draft "MSGin5G UE target resolution").
-        return {AS: (registered_as,), UE: (registered_ue,)}
+        def known_group(address: Address) -> Route | None:
+            if self.groups.members(address.value) is None:
+                return None
+            return Route(Path.GROUP_FAN_OUT, reachable=True)
+
+        return {AS: (registered_as,), UE: (registered_ue,), GROUP: (known_group,)}
 
     def _transport_for(self, recipient: Address) -> Transport | None:
+        if recipient.kind == GROUP:
+            return self.fan_out if self.groups.members(recipient.value) is not None else None
         if recipient.kind == UE:
             ue = self.ue_registry.get(recipient.value)
             if ue is None:
@@ -243,6 +262,7 @@ class ServerApp:
         await self.store.open()
         await self.registry.load()
         await self.ue_registry.load()
+        await self.groups.load()
         await self.dispatcher.start()
         await self.segments.start()
         host, port = split_hostport(self.settings.server.coap, "server.coap")

@@ -97,13 +97,24 @@ class MessageStore(Protocol):
     async def find_message(self, origin: Address, message_id: str) -> MessageRecord | None: ...
 
     async def accept_report(
-        self, origin: Address, message_id: str, delivery: NewDelivery
+        self, origin: Address, message_id: str, delivery: NewDelivery, *, per_member: bool = False
     ) -> Delivery | None:
         """Record that the report on (origin, message_id) arrived and queue its forwarding.
 
-        Returns None, writing nothing, when a report for that message was already accepted.
+        Returns None, writing nothing, when a report for that message was already accepted
+        (with `per_member`, a report from that issuer: group messages get one per member).
         """
         ...
+
+    async def add_deliveries_once(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        """Add those deliveries whose (origin, msgId, recipient) has none queued yet."""
+        ...
+
+    async def save_group(self, group_id: str, members: Sequence[Address]) -> bool: ...
+
+    async def delete_group(self, group_id: str) -> bool: ...
+
+    async def load_groups(self) -> dict[str, tuple[Address, ...]]: ...
 
     async def finish(
         self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None

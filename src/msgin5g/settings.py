@@ -75,6 +75,15 @@ class UeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ends the UE's observation; the item stays stored for its next observation."""
 
 
+class GroupSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """MSGin5G groups (TS 23.554 8.7.4)."""
+
+    max_members: int = 10_000
+    """Largest group; a larger member list is refused with 400."""
+    fan_out_chunk: int = 500
+    """Member deliveries queued per commit while a group message fans out."""
+
+
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     level: str = "INFO"
     format: str = "json"
@@ -86,13 +95,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     ue: UeSettings = msgspec.field(default_factory=UeSettings)
+    groups: GroupSettings = msgspec.field(default_factory=GroupSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser()
 
 
-_SECTIONS = ("server", "store", "delivery", "ue", "log")
+_SECTIONS = ("server", "store", "delivery", "ue", "groups", "log")
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

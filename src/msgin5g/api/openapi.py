@@ -13,7 +13,12 @@ import msgspec
 
 from msgin5g import __version__
 from msgin5g.wire.common import DeliveryStatusReport
-from msgin5g.wire.ext import GatewayUeRegistration, GatewayUeRegistrationAck
+from msgin5g.wire.ext import (
+    GatewayUeRegistration,
+    GatewayUeRegistrationAck,
+    Group,
+    GroupDefinition,
+)
 from msgin5g.wire.msgg import GatewayMessageDelivery
 from msgin5g.wire.msgs import (
     ASMessageDelivery,
@@ -68,6 +73,8 @@ def document() -> dict[str, Any]:
             GatewayMessageDelivery,
             GatewayUeRegistration,
             GatewayUeRegistrationAck,
+            Group,
+            GroupDefinition,
             ProblemDetails,
         ],
         ref_template=_REF,
@@ -124,6 +131,34 @@ def document() -> dict[str, Any]:
                 "responses": {"204": {"description": "Deleted"}, "default": _problem()},
                 **ext,
             }
+        },
+        "/ext-groups/v1/groups/{groupId}": {
+            "parameters": [
+                {"name": "groupId", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "put": {
+                "summary": "Create or replace an MSGin5G group (TS 23.554 8.7.4; our extension)",
+                "requestBody": {"required": True, "content": _json("GroupDefinition")},
+                "responses": {
+                    "201": {"description": "Created", "content": _json("Group")},
+                    "200": {"description": "Replaced", "content": _json("Group")},
+                    "default": _problem(),
+                },
+                **ext,
+            },
+            "get": {
+                "summary": "Read a group",
+                "responses": {
+                    "200": {"description": "The group", "content": _json("Group")},
+                    "default": _problem(),
+                },
+                **ext,
+            },
+            "delete": {
+                "summary": "Delete a group",
+                "responses": {"204": {"description": "Deleted"}, "default": _problem()},
+                **ext,
+            },
         },
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}, **ext}

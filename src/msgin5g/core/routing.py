@@ -20,6 +20,7 @@ class Path(enum.Enum):
     APPLICATION_SERVER = "as"
     MSGIN5G_UE = "ue"
     GATEWAY = "gateway"
+    GROUP_FAN_OUT = "group"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,6 @@ Rule = Callable[[Address], Route | None]
 
 
 NOT_YET_SUPPORTED = {
-    GROUP: "GROUP_DELIVERY_NOT_SUPPORTED: group messaging is not available on this server yet",
     TOPIC: "TOPIC_DELIVERY_NOT_SUPPORTED: topic messaging is not available on this server yet",
     BROADCAST: "BROADCAST_NOT_SUPPORTED: no Broadcast Message Gateway is configured",
 }
@@ -61,4 +61,6 @@ def resolve(recipient: Address, rules: dict[str, Sequence[Rule]]) -> Route | Unr
         )
     if recipient.kind == UE:
         return Unroutable(f"UNKNOWN_RECIPIENT: no UE {recipient.value!r} is registered")
+    if recipient.kind == GROUP:
+        return Unroutable(f"UNKNOWN_RECIPIENT: no group {recipient.value!r} exists")
     return Unroutable(f"UNSUPPORTED_ADDRESS_TYPE: address type {recipient.kind!r} is not supported")

@@ -191,8 +191,12 @@ class MessageService:
                 },
             )
             return Acceptance(AckStatus.FAILED, failure)
+        assert record is not None
         created = await self._store.accept_report(
-            report.recipient, report.message_id, self._report_delivery(report)
+            report.recipient,
+            report.message_id,
+            self._report_delivery(report),
+            per_member=record.recipient.kind in (GROUP, TOPIC),
         )
         if created is None:
             self._metrics.inc("msgin5g_reports_total", outcome="duplicate")

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -114,6 +114,19 @@ MIGRATIONS: dict[int, str] = {
     3: """
     ALTER TABLE ue_registrations ADD COLUMN gateway_type TEXT;
     ALTER TABLE ue_registrations ADD COLUMN gateway_api_root TEXT;
+    """,
+    # Groups (the role SEAL group management plays, TS 23.554 8.7.4) and one report per member.
+    4: """
+    CREATE TABLE groups (
+        group_id TEXT PRIMARY KEY,
+        members BLOB NOT NULL
+    );
+    CREATE TABLE member_reports (
+        origin TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        reporter TEXT NOT NULL,
+        PRIMARY KEY (origin, message_id, reporter)
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -480,21 +493,74 @@ class SqliteStore:
         return _find(self._read(), origin, message_id)
 
     async def accept_report(
-        self, origin: Address, message_id: str, delivery: NewDelivery
+        self, origin: Address, message_id: str, delivery: NewDelivery, *, per_member: bool = False
     ) -> Delivery | None:
         now = self._clock()
 
         def op(conn: sqlite3.Connection) -> Delivery | None:
-            cur = conn.execute(
-                "UPDATE messages SET report_received=1"
-                " WHERE origin=? AND message_id=? AND report_received=0",
-                (origin.key, message_id),
-            )
+            if per_member:  # a group message: one report per member (the report's issuer)
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO member_reports (origin, message_id, reporter)"
+                    " VALUES (?,?,?)",
+                    (origin.key, message_id, delivery.origin.key),
+                )
+            else:
+                cur = conn.execute(
+                    "UPDATE messages SET report_received=1"
+                    " WHERE origin=? AND message_id=? AND report_received=0",
+                    (origin.key, message_id),
+                )
             if cur.rowcount == 0:
                 return None
             return _insert_delivery(conn, self._ids, delivery, now)
 
         return await self._write(op)
+
+    async def add_deliveries_once(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]:
+        """Add the deliveries whose (origin, msgId, recipient) has none queued yet: a fan-out
+        that restarts after a crash does not queue a member twice."""
+        now = self._clock()
+
+        def op(conn: sqlite3.Connection) -> list[Delivery]:
+            out = []
+            for d in deliveries:
+                known = conn.execute(
+                    "SELECT 1 FROM deliveries WHERE recipient=? AND origin=? AND message_id=?"
+                    " LIMIT 1",
+                    (d.recipient.key, d.origin.key, d.message_id),
+                ).fetchone()
+                if known is None:
+                    out.append(_insert_delivery(conn, self._ids, d, now))
+            return out
+
+        return await self._write(op)
+
+    # groups -----------------------------------------------------------------------------------
+
+    async def save_group(self, group_id: str, members: Sequence[Address]) -> bool:
+        """Create or replace a group; True when it was created."""
+        encoded = "\n".join(m.key for m in members).encode()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            existed = conn.execute("SELECT 1 FROM groups WHERE group_id=?", (group_id,)).fetchone()
+            conn.execute(
+                "INSERT INTO groups (group_id, members) VALUES (?,?)"
+                " ON CONFLICT(group_id) DO UPDATE SET members=excluded.members",
+                (group_id, encoded),
+            )
+            return existed is None
+
+        return await self._write(op)
+
+    async def delete_group(self, group_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM groups WHERE group_id=?", (group_id,)).rowcount > 0
+
+        return await self._write(op)
+
+    async def load_groups(self) -> dict[str, tuple[Address, ...]]:
+        rows = self._read().execute("SELECT group_id, members FROM groups").fetchall()
+        return {g: tuple(Address.from_key(k) for k in m.decode().split("\n") if k) for g, m in rows}
 
     async def finish(
         self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from msgin5g.wire.common import NonEmpty
+from msgin5g.wire.common import Address, NonEmpty
 
 GW_LEGACY_3GPP = "L3G"
 GW_NON_3GPP = "N3G"
@@ -32,3 +32,16 @@ class GatewayUeRegistered(msgspec.Struct):
 
 class GatewayUeRegistrationAck(msgspec.Struct):
     registrations: list[GatewayUeRegistered]
+
+
+class GroupDefinition(msgspec.Struct, omit_defaults=True):
+    """Body of PUT /ext-groups/v1/groups/{groupId}: the members, replacing any before."""
+
+    members: list[Address]
+
+
+class Group(msgspec.Struct):
+    """A group as GET /ext-groups/v1/groups/{groupId} returns it."""
+
+    groupId: str
+    members: list[Address]

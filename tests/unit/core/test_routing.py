@@ -24,7 +24,7 @@ RULES: dict[str, tuple[Rule, ...]] = {"AS": (as_rule,)}
         (Address("AS", "app-b"), KNOWN_AS),
         (Address("AS", "nobody"), "UNKNOWN_RECIPIENT"),
         (Address("UE", "ue-1"), "UNKNOWN_RECIPIENT"),
-        (Address("GROUP", "g"), "GROUP_DELIVERY_NOT_SUPPORTED"),
+        (Address("GROUP", "g"), "UNKNOWN_RECIPIENT"),
         (Address("TOPIC", "t"), "TOPIC_DELIVERY_NOT_SUPPORTED"),
         (Address("BC", "area-1"), "BROADCAST_NOT_SUPPORTED"),
         (Address("SATELLITE", "x"), "UNSUPPORTED_ADDRESS_TYPE"),
