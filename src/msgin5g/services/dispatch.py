@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from msgin5g.core.message import Address, Delivery
 from msgin5g.core.retry import RetryPolicy
 from msgin5g.observability import Metrics
-from msgin5g.ports import MessageStore, NewDelivery, Outcome, SendResult, Transport
+from msgin5g.ports import (
+    MessageStore,
+    NewDelivery,
+    Outcome,
+    SendOutcome,
+    SendResult,
+    Transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +247,13 @@ class Dispatcher:
         if delivery.expires_at <= now:
             await self._finish(delivery, Outcome.EXPIRED, EXPIRED_CAUSE)
             return
-        outcome = await transport.send(delivery)
+        try:
+            outcome = await transport.send(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a transport bug must not strand the delivery: retry it
+            log.exception("transport failed", extra={"recipient": lane.recipient.key})
+            outcome = SendOutcome(SendResult.RETRY, f"{type(exc).__name__}: {exc}")
         if outcome.result is SendResult.DELIVERED:
             lane.failures = 0
             await self._store.finish(delivery, Outcome.DELIVERED, None)
