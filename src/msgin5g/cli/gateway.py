@@ -1,11 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
-"""`msgin5g gateway sms|mqtt`: run the Legacy 3GPP (SMS) or Non-3GPP (MQTT) Message Gateway.
+"""`msgin5g gateway sms|mqtt|broadcast`: run the Legacy 3GPP (SMS), Non-3GPP (MQTT) or
+Broadcast (cell broadcast) Message Gateway.
 
     msgin5g gateway sms --server URL --http HOST:PORT --smsc HOST:PORT --system-id ID
         --password PW --ue UE_SVC_ID=MSISDN ... --mo-to as:AS_SVC_ID
         [--binds N --window W --throttle R/s --data-dir DIR]
     msgin5g gateway mqtt --server URL --http HOST:PORT --broker HOST:PORT --ue UE_SVC_ID ...
         [--data-dir DIR]
+    msgin5g gateway broadcast --server URL --http HOST:PORT --cbc URL
+        --area AREA=plmn|AREA=cgi:MCC-MNC-LAC-CI,... ... [--default-area A] [--cbe-name N]
+        [--repetition-period N] [--num-of-bcast N] [--data-dir DIR]
 
 `add_gateway_parser(sub)` hooks the `gateway` command into the main parser; `python -m
 msgin5g.cli.gateway sms ...` runs it on its own.
@@ -106,10 +110,32 @@ def _add_kinds(parser: argparse.ArgumentParser) -> None:
     mqtt.add_argument("--password", default=None)
     mqtt.set_defaults(run=_run_mqtt)
 
+    bc = kinds.add_parser(
+        "broadcast", help="Broadcast Message Gateway: msgg-bgdelivery <-> CBC (osmo-cbc ECBE)"
+    )
+    _common(bc, "127.0.0.1:8183")
+    bc.add_argument("--cbc", required=True, help="base URL of the CBC's ECBE REST interface")
+    bc.add_argument(
+        "--area",
+        action="append",
+        default=[],
+        metavar="AREA=plmn|AREA=cgi:MCC-MNC-LAC-CI,...",
+        help="a Broadcast Area ID and its CBC scope (repeat)",
+    )
+    bc.add_argument("--default-area", default=None, help="area used when destAddr is absent")
+    bc.add_argument("--cbe-name", default="msgin5g", help="cbe_name told to the CBC")
+    bc.add_argument(
+        "--repetition-period", type=int, default=10, help="in units of 1.883 s, 1..4095"
+    )
+    bc.add_argument(
+        "--num-of-bcast", type=int, default=10, help="broadcasts per message, 0 = until deleted"
+    )
+    bc.set_defaults(run=_run_broadcast)
+
 
 def add_gateway_parser(sub: Any) -> None:
-    """Add `gateway sms|mqtt` to the subparsers `sub` of the main `msgin5g` parser."""
-    parser = sub.add_parser("gateway", help="run a message gateway (sms, mqtt)")
+    """Add `gateway sms|mqtt|broadcast` to the subparsers `sub` of the main `msgin5g` parser."""
+    parser = sub.add_parser("gateway", help="run a message gateway (sms, mqtt, broadcast)")
     _add_kinds(parser)
 
 
@@ -209,8 +235,48 @@ def _run_mqtt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_broadcast(args: argparse.Namespace) -> int:
+    from msgin5g.gateways.cbs.gateway import (
+        BroadcastGateway,
+        BroadcastGatewaySettings,
+        parse_area,
+    )
+    from msgin5g.gateways.common import serve
+
+    try:
+        # gw_type only feeds the UE Registrar, which the broadcast gateway does not use.
+        gateway = _gateway_settings(args, "N3G", "./msgin5g-broadcast-gateway")
+        areas = {}
+        for item in args.area:
+            try:
+                area, scope = parse_area(item)
+            except ValueError as exc:
+                raise SettingsError(f"--area: {exc}") from None
+            areas[area] = scope
+        settings = BroadcastGatewaySettings(
+            gateway=gateway,
+            cbc_url=args.cbc,
+            areas=areas,
+            default_area=args.default_area,
+            cbe_name=args.cbe_name,
+            repetition_period=args.repetition_period,
+            num_of_bcast=args.num_of_bcast,
+        )
+        settings.validate()
+    except SettingsError as exc:
+        print(f"msgin5g gateway broadcast: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(args.log_level, args.log_format)
+    try:
+        asyncio.run(serve(BroadcastGateway(settings), gateway.http))
+    except OSError as exc:
+        print(f"msgin5g gateway broadcast: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m msgin5g.cli.gateway sms|mqtt ...` (the same as `msgin5g gateway ...`)."""
+    """`python -m msgin5g.cli.gateway sms|mqtt|broadcast ...` (= `msgin5g gateway ...`)."""
     parser = argparse.ArgumentParser(prog="msgin5g gateway")
     _add_kinds(parser)
     args = parser.parse_args(argv)
