@@ -21,19 +21,21 @@ from msgin5g.api import (
     ext_gwueregistration,
     msgs_asregistration,
     msgs_msgdelivery,
+    msgs_topiclistevent,
     operations,
 )
 from msgin5g.api.app import AsgiApp
 from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources
 from msgin5g.api.translate import WireRenderer
 from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
-from msgin5g.core.message import AS, GROUP, UE, Address, Delivery, Message
+from msgin5g.core.message import AS, GROUP, TOPIC, UE, Address, Delivery, Message
 from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
 from msgin5g.core.segmentation import segment_message
 from msgin5g.observability import Metrics
 from msgin5g.outbound.http_client import HttpClientPool
 from msgin5g.outbound.http_delivery import HttpDeliveryTransport
+from msgin5g.outbound.topic_notify import HttpTopicListNotifier
 from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import Transport
 from msgin5g.services.delivery import MessageService
@@ -41,6 +43,7 @@ from msgin5g.services.dispatch import Dispatcher
 from msgin5g.services.groups import GroupFanOut, GroupRegistry
 from msgin5g.services.registration import AsRegistry
 from msgin5g.services.segmentation import SegmentService
+from msgin5g.services.topics import TopicFanOut, TopicRegistry
 from msgin5g.services.ue_registry import UeRegistry
 from msgin5g.settings import Settings, describe, split_hostport
 from msgin5g.storage.sqlite import SqliteStore
@@ -63,8 +66,8 @@ class ServerApp:
         )
         self.http_pool = HttpClientPool(timeout=d.callback_timeout_s)
         self.registry = AsRegistry(self.store, on_registered=self._recipient_online)
-        self._as_transports: dict[str, Transport] = {}
-        self._gateway_transports: dict[str, Transport] = {}
+        self._as_transports: dict[str, HttpDeliveryTransport] = {}
+        self._gateway_transports: dict[str, HttpDeliveryTransport] = {}
         self.ue_registry = UeRegistry(
             self.store,
             on_registered=self._recipient_online,
@@ -73,6 +76,20 @@ class ServerApp:
         )
         self.ue_inbox = UeInbox(on_observing=self._recipient_online)
         self.groups = GroupRegistry(self.store, max_members=settings.groups.max_members)
+        self.topic_notifier = HttpTopicListNotifier(
+            self.http_pool,
+            attempts=settings.topics.notify_attempts,
+            on_gone=self._topiclist_gone,
+        )
+        self.topics = TopicRegistry(
+            self.store,
+            self.topic_notifier,
+            clock=time.time,
+            new_id=lambda: uuid.uuid4().hex,
+            default_ttl=settings.topics.default_ttl_s,
+            max_ttl=settings.topics.max_ttl_s,
+            sweep_interval=d.sweep_interval_s,
+        )
         self.service = MessageService(
             self.store,
             self._submit,
@@ -102,6 +119,9 @@ class ServerApp:
         self.fan_out = GroupFanOut(
             self.groups, self.store, self._submit, chunk=settings.groups.fan_out_chunk
         )
+        self.topic_fan_out = TopicFanOut(
+            self.topics, self.store, self._submit, chunk=settings.groups.fan_out_chunk
+        )
         self.segments = SegmentService(
             self.store,
             self.service,
@@ -118,6 +138,7 @@ class ServerApp:
                 self.segments,
                 self.store,
                 self.metrics,
+                topics=self.topics,
             ),
             params=TransmissionParameters(
                 ack_timeout=settings.ue.ack_timeout_s, max_retransmit=settings.ue.max_retransmit
@@ -133,6 +154,7 @@ class ServerApp:
                     self.ue_registry, settings.server.api_root or None
                 ),
                 *ext_groups.operations(self.groups, settings.server.api_root or None),
+                *msgs_topiclistevent.operations(self.topics, settings.server.api_root or None),
                 *operations.operations(self.metrics, lambda: self._ready),
             ],
             self.metrics,
@@ -146,8 +168,10 @@ class ServerApp:
         self.dispatcher.submit(deliveries)
 
     def _recipient_online(self, recipient: Address) -> None:
-        self._as_transports.pop(recipient.value, None)
         self.dispatcher.wake(recipient)
+
+    async def _topiclist_gone(self, subscription_id: str) -> None:
+        await self.topics.drop_watch(subscription_id)
 
     async def _ue_gone(self, recipient: Address) -> None:
         await self.ue_inbox.end(recipient.value)
@@ -182,11 +206,26 @@ class ServerApp:
                 return None
             return Route(Path.GROUP_FAN_OUT, reachable=True)
 
-        return {AS: (registered_as,), UE: (registered_ue,), GROUP: (known_group,)}
+        # A topic exists while it has a current subscriber; without one the message fails with
+        # NO_SUBSCRIBERS rather than waiting for a subscriber that may never come (ADR 0011).
+        def subscribed_topic(address: Address) -> Route | None:
+            if not self.topics.subscribers(address.value):
+                return None
+            return Route(Path.TOPIC_FAN_OUT, reachable=True)
+
+        return {
+            AS: (registered_as,),
+            UE: (registered_ue,),
+            GROUP: (known_group,),
+            TOPIC: (subscribed_topic,),
+        }
 
     def _transport_for(self, recipient: Address) -> Transport | None:
         if recipient.kind == GROUP:
             return self.fan_out if self.groups.members(recipient.value) is not None else None
+        if recipient.kind == TOPIC:
+            # Always the fan-out: it answers NO_SUBSCRIBERS when the last one left meanwhile.
+            return self.topic_fan_out
         if recipient.kind == UE:
             ue = self.ue_registry.get(recipient.value)
             if ue is None:
@@ -207,7 +246,9 @@ class ServerApp:
                 current = self.registry.get(service_id)
                 return current.target_uri if current else None
 
-            transport = HttpDeliveryTransport(self.http_pool, target)
+            transport = HttpDeliveryTransport(
+                self.http_pool, target, timeout=self.settings.delivery.callback_timeout_s
+            )
             self._as_transports[recipient.value] = transport
         return transport
 
@@ -218,7 +259,9 @@ class ServerApp:
         if transport is None:
             api = "msgg-l3gdelivery" if gateway_type == GW_LEGACY_3GPP else "msgg-n3gdelivery"
             base = f"{api_root}/{api}/v1"
-            transport = HttpDeliveryTransport(self.http_pool, lambda: base)
+            transport = HttpDeliveryTransport(
+                self.http_pool, lambda: base, timeout=self.settings.delivery.callback_timeout_s
+            )
             self._gateway_transports[key] = transport
         return transport
 
@@ -256,6 +299,11 @@ class ServerApp:
         self.metrics.gauge("msgin5g_ue_registrations", ue_registrations)
         self.metrics.gauge("msgin5g_ue_observing", ue_observing)
 
+        async def topics() -> float:
+            return float(len(self.topics))
+
+        self.metrics.gauge("msgin5g_topics", topics)
+
     # lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -263,6 +311,8 @@ class ServerApp:
         await self.registry.load()
         await self.ue_registry.load()
         await self.groups.load()
+        await self.topics.load()
+        await self.topics.start()
         await self.dispatcher.start()
         await self.segments.start()
         host, port = split_hostport(self.settings.server.coap, "server.coap")
@@ -275,6 +325,8 @@ class ServerApp:
         await self.coap.stop()
         await self.segments.stop()
         await self.dispatcher.stop()
+        for transport in (*self._as_transports.values(), *self._gateway_transports.values()):
+            await transport.aclose()
         await self.http_pool.aclose()
         await self.store.close()
         log.info("MSGin5G Server stopped")

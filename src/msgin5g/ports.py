@@ -70,6 +70,25 @@ class MessageRecord(msgspec.Struct, frozen=True, gc=False):
     keep_until: float
 
 
+class TopicSubscriber(msgspec.Struct, frozen=True, gc=False):
+    """One subscriber (a UE or an AS) of one Messaging Topic, until `expires_at` (TS 23.554
+    8.8.1)."""
+
+    topic: str
+    subscriber: Address
+    expires_at: float
+
+
+class TopicListWatch(msgspec.Struct, frozen=True, gc=False):
+    """A topic-list subscription (TS 29.538 MSGS_TopiclistEvent): `origin` is told at
+    `notification_uri` when a topic appears or disappears, until `expires_at`."""
+
+    subscription_id: str
+    origin: Address
+    notification_uri: str
+    expires_at: float
+
+
 class Outcome(enum.Enum):
     """How a delivery left the queue."""
 
@@ -115,6 +134,23 @@ class MessageStore(Protocol):
     async def delete_group(self, group_id: str) -> bool: ...
 
     async def load_groups(self) -> dict[str, tuple[Address, ...]]: ...
+
+    # Messaging Topics (TS 23.554 8.8, TS 29.538 MSGS_TopiclistEvent)
+    async def save_topic_subscriptions(self, subscriptions: Sequence[TopicSubscriber]) -> None:
+        """Insert or refresh (new expiry) each (topic, subscriber)."""
+        ...
+
+    async def delete_topic_subscriptions(self, subscriptions: Sequence[TopicSubscriber]) -> None:
+        """Remove each (topic, subscriber); the expiry is ignored."""
+        ...
+
+    async def load_topic_subscriptions(self) -> list[TopicSubscriber]: ...
+
+    async def save_topiclist_watch(self, watch: TopicListWatch) -> None: ...
+
+    async def delete_topiclist_watch(self, subscription_id: str) -> bool: ...
+
+    async def load_topiclist_watches(self) -> list[TopicListWatch]: ...
 
     async def finish(
         self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None
@@ -207,6 +243,19 @@ class Transport(Protocol):
     """Hands one delivery to its recipient over one path (AS callback, CoAP, gateway)."""
 
     async def send(self, delivery: Delivery) -> SendOutcome: ...
+
+
+class TopicChange(enum.Enum):
+    """TS 29.538 UpdateStatus of a Messaging Topic."""
+
+    CREATED = "CREATED"
+    DELETED = "DELETED"
+
+
+class TopicListNotifier(Protocol):
+    """Tells a topic-list subscriber what changed; never blocks the caller (it queues)."""
+
+    def notify(self, watch: TopicListWatch, changes: Sequence[tuple[str, TopicChange]]) -> None: ...
 
 
 class Renderer(Protocol):

@@ -84,6 +84,17 @@ class GroupSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Member deliveries queued per commit while a group message fans out."""
 
 
+class TopicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Messaging Topics (TS 23.554 8.8; TS 29.538 MSGS_TopiclistEvent)."""
+
+    default_ttl_s: float = 86_400.0
+    """Lifetime of a topic (or topic-list) subscription that asked for no exprTime."""
+    max_ttl_s: float = 30 * 86_400.0
+    """A requested exprTime further away is cut to this; the ack says what was granted."""
+    notify_attempts: int = 4
+    """Tries of one topic-list notification (backoff 0.5 s, doubling) before it is dropped."""
+
+
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     level: str = "INFO"
     format: str = "json"
@@ -96,13 +107,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     ue: UeSettings = msgspec.field(default_factory=UeSettings)
     groups: GroupSettings = msgspec.field(default_factory=GroupSettings)
+    topics: TopicSettings = msgspec.field(default_factory=TopicSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser()
 
 
-_SECTIONS = ("server", "store", "delivery", "ue", "groups", "log")
+_SECTIONS = ("server", "store", "delivery", "ue", "groups", "topics", "log")
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
@@ -190,6 +202,11 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("ue.max_body_bytes must be at least 1024")
     if settings.ue.ack_timeout_s <= 0 or settings.ue.max_retransmit < 0:
         raise SettingsError("ue.ack_timeout_s must be > 0 and ue.max_retransmit >= 0")
+    topics = settings.topics
+    if not 0 < topics.default_ttl_s <= topics.max_ttl_s:
+        raise SettingsError("topics.default_ttl_s must be > 0 and <= topics.max_ttl_s")
+    if topics.notify_attempts < 1:
+        raise SettingsError("topics.notify_attempts must be at least 1")
     # No authentication exists yet (it comes with the security work): anything reachable
     # from another machine must be an explicit choice.
     exposed = [h for h in (http_host, coap_host) if not is_loopback(h)]

@@ -232,7 +232,7 @@ async def test_message_to_an_as_without_target_uri(
         pytest.param(addr("AS", "as-nobody"), "UNKNOWN_RECIPIENT", id="unknown-AS"),
         pytest.param(addr("UE", "ue-nobody"), "UNKNOWN_RECIPIENT", id="unknown-UE"),
         pytest.param(addr("GROUP", "g-1"), "UNKNOWN_RECIPIENT", id="unknown-GROUP"),
-        pytest.param(addr("TOPIC", "t-1"), "TOPIC", id="TOPIC"),
+        pytest.param(addr("TOPIC", "t-1"), "NO_SUBSCRIBERS", id="TOPIC-no-subscriber"),
         pytest.param(addr("BC", "area-1"), "BROADCAST", id="BC"),
         pytest.param(addr("SATELLITE", "x"), "UNSUPPORTED_ADDRESS_TYPE", id="unknown-addrType"),
     ],

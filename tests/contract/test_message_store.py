@@ -16,7 +16,14 @@ from msgin5g.core.message import (
     DeliveryKind,
     Priority,
 )
-from msgin5g.ports import MessageRecord, MessageStore, NewDelivery, Outcome
+from msgin5g.ports import (
+    MessageRecord,
+    MessageStore,
+    NewDelivery,
+    Outcome,
+    TopicListWatch,
+    TopicSubscriber,
+)
 from msgin5g.storage.sqlite import SqliteStore
 
 A = Address("AS", "app-a")
@@ -144,3 +151,22 @@ async def test_data_survives_reopen(tmp_path: Path) -> None:
         assert [d.message_id for d in await second.pending(B, [], 10)] == ["m1"]
     finally:
         await second.close()
+
+
+async def test_topic_subscriptions_and_topiclist_watches(store: MessageStore) -> None:
+    ue = Address("UE", "ue-1")
+    await store.save_topic_subscriptions(
+        [TopicSubscriber("a", A, 1_500.0), TopicSubscriber("a", ue, 1_600.0)]
+    )
+    await store.save_topic_subscriptions([TopicSubscriber("a", A, 1_900.0)])  # refreshed
+    got = sorted(await store.load_topic_subscriptions(), key=lambda t: t.subscriber.key)
+    assert got == [TopicSubscriber("a", A, 1_900.0), TopicSubscriber("a", ue, 1_600.0)]
+    await store.delete_topic_subscriptions([TopicSubscriber("a", A, 0.0)])
+    assert await store.load_topic_subscriptions() == [TopicSubscriber("a", ue, 1_600.0)]
+
+    watch = TopicListWatch("w1", B, "http://peer/cb", 2_000.0)
+    await store.save_topiclist_watch(watch)
+    assert await store.load_topiclist_watches() == [watch]
+    assert await store.delete_topiclist_watch("w1") is True
+    assert await store.delete_topiclist_watch("w1") is False
+    assert await store.load_topiclist_watches() == []

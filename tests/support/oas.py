@@ -36,6 +36,7 @@ PROBLEM_JSON = "application/problem+json"
 SPEC_FILES: dict[str, str] = {
     "msgs-asregistration": "TS29538_MSGS_ASRegistration.yaml",
     "msgs-msgdelivery": "TS29538_MSGS_MSGDelivery.yaml",
+    "msgs-topiclistevent": "TS29538_MSGS_TopiclistEvent.yaml",
 }
 """apiName -> the official file that defines it."""
 

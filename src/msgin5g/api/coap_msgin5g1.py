@@ -7,6 +7,7 @@
     POST   /msgin5g/v1/messages                 MSG        -> 2.04 MSGRESP
     POST   /msgin5g/v1/reports                  IMDN       -> 2.04 MSGRESP
     POST   /msgin5g/v1/segments                 SEGREC / SEGCONFIR -> 2.04
+    POST   /msgin5g/v1/topics                   TOPICSUB / TOPICUNSUB -> 2.04 (TS 23.554 8.8)
 
 Bodies are JSON (Content-Format 50) with `msgType` and the TS 29.538 field names. Errors:
 4.00 `{"cause","detail"}`, 4.04 unknown registration or UE, 4.05 wrong method, 4.13 too large
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import msgspec
@@ -40,6 +42,7 @@ from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import MessageStore
 from msgin5g.services.delivery import MessageService
 from msgin5g.services.segmentation import SegmentService
+from msgin5g.services.topics import TopicRegistry
 from msgin5g.services.ue_registry import UeRegistry
 from msgin5g.wire import common as w
 from msgin5g.wire.msgs import UEMessageDelivery
@@ -128,6 +131,22 @@ class SegmentControl(msgspec.Struct):
     missing: list[int] | None = None
 
 
+class TopicRequest(msgspec.Struct, omit_defaults=True):
+    """TOPICSUB / TOPICUNSUB: the UE (`oriAddr`) subscribes to or leaves `msgTopics`; the
+    fields of TS 29.538 TopicSubscription / TopicUnsubscription."""
+
+    msgType: str
+    oriAddr: w.Address
+    msgTopics: Annotated[list[str], msgspec.Meta(min_length=1)]
+    exprTime: datetime | None = None
+
+
+class TopicResp(msgspec.Struct, omit_defaults=True):
+    msgType: str
+    subStat: str
+    exprTime: datetime | None = None
+
+
 class Error(msgspec.Struct):
     cause: str
     detail: str
@@ -139,13 +158,15 @@ _msg = msgspec.json.Decoder(Msg).decode
 _aggregated = msgspec.json.Decoder(AggregatedMsg).decode
 _imdn = msgspec.json.Decoder(Imdn).decode
 _segment_control = msgspec.json.Decoder(SegmentControl).decode
+_topic_request = msgspec.json.Decoder(TopicRequest).decode
 _encode = msgspec.json.Encoder().encode
-_RESOURCES = frozenset({"registrations", "ues", "messages", "reports", "segments"})
+_RESOURCES = frozenset({"registrations", "ues", "messages", "reports", "segments", "topics"})
 
 _MSG_MANDATORY = frozenset({"msgType", "oriAddr", "destAddr", "msgId"})
 _IMDN_MANDATORY = frozenset({"msgType", "oriAddr", "destAddr", "msgId", "delivSt"})
 _REG_MANDATORY = frozenset({"msgType", "ueSvcId"})
 _SEG_MANDATORY = frozenset({"msgType", "segId"})
+_TOPIC_MANDATORY = frozenset({"msgType", "oriAddr", "msgTopics"})
 
 
 def _json(code: int, body: msgspec.Struct) -> CoapResponse:
@@ -198,6 +219,7 @@ class Msgin5g1Resources:
         segments: SegmentService,
         store: MessageStore,
         metrics: Metrics,
+        topics: TopicRegistry | None = None,
     ) -> None:
         self._registry = registry
         self._inbox = inbox
@@ -205,11 +227,13 @@ class Msgin5g1Resources:
         self._segments = segments
         self._store = store
         self._metrics = metrics
+        self._topics = topics
         self._posts: dict[str, Callable[[bytes], Awaitable[CoapResponse]]] = {
             "registrations": self._register,
             "messages": self._message,
             "reports": self._report,
             "segments": self._segment_control,
+            "topics": self._topic,
         }
 
     async def handle(self, request: CoapRequest) -> CoapResponse:
@@ -225,7 +249,10 @@ class Msgin5g1Resources:
         method = request.method
         try:
             match (method, rest):
-                case (Code.POST, ("registrations" | "messages" | "reports" | "segments",)):
+                case (
+                    Code.POST,
+                    ("registrations" | "messages" | "reports" | "segments" | "topics",),
+                ):
                     if request.content_format not in (None, ContentFormat.JSON):
                         return _json(
                             Code.UNSUPPORTED_CONTENT_FORMAT,
@@ -239,7 +266,7 @@ class Msgin5g1Resources:
                     return await self._inbox_resource(request, ue_service_id)
                 case (
                     _,
-                    ("registrations" | "messages" | "reports" | "segments",)
+                    ("registrations" | "messages" | "reports" | "segments" | "topics",)
                     | ("registrations", _)
                     | ("ues", _, "inbox"),
                 ):
@@ -352,6 +379,31 @@ class Msgin5g1Resources:
             return CoapResponse(Code.CHANGED, b'{"resent":%d}' % count, ContentFormat.JSON)
         await self._segments.confirm(control.segId)
         return CoapResponse(Code.CHANGED)
+
+    async def _topic(self, body: bytes) -> CoapResponse:
+        if self._topics is None:
+            raise NotFound("topics are not available on this server", cause="TARGET_NOT_FOUND")
+        request = _decoded(_topic_request, body, _TOPIC_MANDATORY)
+        _expect(request.msgType, ("TOPICSUB", "TOPICUNSUB"))
+        ue = translate.address(request.oriAddr)
+        if ue.kind != UE:
+            raise InvalidRequest("oriAddr/addrType must be UE", cause="MANDATORY_IE_INCORRECT")
+        self._require_registered(ue)
+        if request.msgType == "TOPICUNSUB":
+            await self._topics.unsubscribe(ue, request.msgTopics)
+            return _json(Code.CHANGED, TopicResp("TOPICUNSUBRESP", "UNSUBSCRIBED"))
+        requested = request.exprTime
+        if requested is not None and requested.tzinfo is None:
+            raise InvalidRequest(
+                "exprTime must carry a UTC offset (RFC 3339)", cause="OPTIONAL_IE_INCORRECT"
+            )
+        granted = await self._topics.subscribe(
+            ue, request.msgTopics, requested.timestamp() if requested is not None else None
+        )
+        return _json(
+            Code.CHANGED,
+            TopicResp("TOPICSUBRESP", "SUBSCRIBED", datetime.fromtimestamp(granted, UTC)),
+        )
 
     def _require_registered(self, ue: Address) -> None:
         if self._registry.get(ue.value) is None:

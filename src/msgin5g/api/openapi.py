@@ -28,6 +28,15 @@ from msgin5g.wire.msgs import (
     UEMessageDelivery,
 )
 from msgin5g.wire.problem import ProblemDetails
+from msgin5g.wire.topics import (
+    TopicListNotification,
+    TopicListSubscription,
+    TopicListSubscriptionAck,
+    TopicListUnsubscription,
+    TopicSubscription,
+    TopicSubscriptionAck,
+    TopicUnsubscription,
+)
 
 _REF = "#/components/schemas/{name}"
 
@@ -75,6 +84,13 @@ def document() -> dict[str, Any]:
             GatewayUeRegistrationAck,
             Group,
             GroupDefinition,
+            TopicListSubscription,
+            TopicListSubscriptionAck,
+            TopicListUnsubscription,
+            TopicListNotification,
+            TopicSubscription,
+            TopicSubscriptionAck,
+            TopicUnsubscription,
             ProblemDetails,
         ],
         ref_template=_REF,
@@ -160,6 +176,42 @@ def document() -> dict[str, Any]:
                 **ext,
             },
         },
+        "/msgs-topiclistevent/v1/topiclist-subscriptions": _post(
+            "MSGS_TopiclistEvent_SubscribeMSGTopiclist",
+            "TopicListSubscription",
+            "201",
+            "TopicListSubscriptionAck",
+            callbacks={
+                "MessagingTopicListNotification": {
+                    "{$request.body#/notificationURI}": _post(
+                        "Topic list changes (CREATED / DELETED)",
+                        "TopicListNotification",
+                        "204",
+                        None,
+                    )
+                }
+            },
+        ),
+        "/msgs-topiclistevent/v1/topiclist-subscriptions/{subscriptionId}": {
+            "parameters": [
+                {
+                    "name": "subscriptionId",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            **_post("Unsubscribe from the topic list", "TopicListUnsubscription", "204", None),
+        },
+        "/msgs-topiclistevent/v1/request-topic-subscription": _post(
+            "Subscribe to Messaging Topics (oriAddr: the UE or AS subscriber)",
+            "TopicSubscription",
+            "200",
+            "TopicSubscriptionAck",
+        ),
+        "/msgs-topiclistevent/v1/request-topic-unsubscription": _post(
+            "Unsubscribe from Messaging Topics", "TopicUnsubscription", "204", None
+        ),
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}, **ext}
         },

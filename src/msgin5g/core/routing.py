@@ -21,6 +21,7 @@ class Path(enum.Enum):
     MSGIN5G_UE = "ue"
     GATEWAY = "gateway"
     GROUP_FAN_OUT = "group"
+    TOPIC_FAN_OUT = "topic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,6 @@ Rule = Callable[[Address], Route | None]
 
 
 NOT_YET_SUPPORTED = {
-    TOPIC: "TOPIC_DELIVERY_NOT_SUPPORTED: topic messaging is not available on this server yet",
     BROADCAST: "BROADCAST_NOT_SUPPORTED: no Broadcast Message Gateway is configured",
 }
 
@@ -63,4 +63,7 @@ def resolve(recipient: Address, rules: dict[str, Sequence[Rule]]) -> Route | Unr
         return Unroutable(f"UNKNOWN_RECIPIENT: no UE {recipient.value!r} is registered")
     if recipient.kind == GROUP:
         return Unroutable(f"UNKNOWN_RECIPIENT: no group {recipient.value!r} exists")
+    if recipient.kind == TOPIC:
+        # A topic exists while it has a current subscriber (TS 23.554 8.8.1); see ADR 0011.
+        return Unroutable(f"NO_SUBSCRIBERS: topic {recipient.value!r} has no current subscriber")
     return Unroutable(f"UNSUPPORTED_ADDRESS_TYPE: address type {recipient.kind!r} is not supported")

@@ -248,6 +248,23 @@ class UeClient:
         """SEGCONFIR: every segment of `segment_id` arrived."""
         await self._post("segments", {"msgType": "SEGCONFIR", "segId": segment_id})
 
+    # topics (TS 23.554 8.8.1 / 8.8.2) -------------------------------------------------------
+
+    async def subscribe_topics(self, topics: list[str], expires: str | None = None) -> Json:
+        """TOPICSUB: receive every message sent to these topics until `expires` (RFC 3339;
+        the server's default when None); returns the answer with the granted `exprTime`."""
+        body: Json = {"msgType": "TOPICSUB", "oriAddr": self.address, "msgTopics": topics}
+        if expires is not None:
+            body["exprTime"] = expires
+        _, answer = await self._post("topics", body)
+        return answer
+
+    async def unsubscribe_topics(self, topics: list[str]) -> None:
+        """TOPICUNSUB: stop receiving messages sent to these topics."""
+        await self._post(
+            "topics", {"msgType": "TOPICUNSUB", "oriAddr": self.address, "msgTopics": topics}
+        )
+
     # receiving -----------------------------------------------------------------------------
 
     async def inbox(self) -> AsyncGenerator[Json, None]:

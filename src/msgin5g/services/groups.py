@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-import msgspec
-
 from msgin5g.core.errors import InvalidField, InvalidRequest, NotFound
 from msgin5g.core.message import GROUP, Address, Delivery
-from msgin5g.ports import MessageStore, NewDelivery, SendOutcome, SendResult
+from msgin5g.ports import MessageStore, SendOutcome, SendResult
+from msgin5g.services.fanout import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +64,6 @@ class GroupRegistry:
         self._groups.pop(group_id, None)
 
 
-_decode_body = msgspec.json.Decoder(dict[str, object]).decode
-_encode = msgspec.json.Encoder().encode
-
-
 class GroupFanOut:
     """`Transport` for `{GROUP, id}` recipients: queues one delivery per member."""
 
@@ -89,27 +84,7 @@ class GroupFanOut:
         members = self._groups.members(delivery.recipient.value)
         if members is None:
             return SendOutcome(SendResult.REJECTED, "UNKNOWN_RECIPIENT: the group was deleted")
-        body = _decode_body(delivery.body)
-        queued = 0
-        for start in range(0, len(members), self._chunk):
-            chunk = []
-            for member in members[start : start + self._chunk]:
-                body["destAddr"] = {"addrType": member.kind, "addr": member.value}
-                chunk.append(
-                    NewDelivery(
-                        kind=delivery.kind,
-                        recipient=member,
-                        body=_encode(body),
-                        priority=delivery.priority,
-                        expires_at=delivery.expires_at,
-                        origin=delivery.origin,
-                        message_id=delivery.message_id,
-                        wants_report=delivery.wants_report,
-                    )
-                )
-            created = await self._store.add_deliveries_once(chunk)
-            self._submit(created)
-            queued += len(created)
+        queued = await fan_out(delivery, members, self._store, self._submit, chunk=self._chunk)
         log.info(
             "group message fanned out",
             extra={

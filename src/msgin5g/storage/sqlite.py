@@ -29,13 +29,20 @@ from msgin5g.core.message import (
     Priority,
     UeRegistration,
 )
-from msgin5g.ports import MessageRecord, NewDelivery, Outcome, UplinkSegment
+from msgin5g.ports import (
+    MessageRecord,
+    NewDelivery,
+    Outcome,
+    TopicListWatch,
+    TopicSubscriber,
+    UplinkSegment,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -127,6 +134,22 @@ MIGRATIONS: dict[int, str] = {
         reporter TEXT NOT NULL,
         PRIMARY KEY (origin, message_id, reporter)
     ) WITHOUT ROWID;
+    """,
+    # Messaging Topics (TS 23.554 8.8): subscribers with their expiry, and the topic-list
+    # subscriptions of MSGS_TopiclistEvent (TS 29.538).
+    5: """
+    CREATE TABLE topic_subscriptions (
+        topic TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (topic, subscriber)
+    ) WITHOUT ROWID;
+    CREATE TABLE topiclist_subscriptions (
+        subscription_id TEXT PRIMARY KEY,
+        origin TEXT NOT NULL,
+        notification_uri TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
     """,
 }
 
@@ -561,6 +584,68 @@ class SqliteStore:
     async def load_groups(self) -> dict[str, tuple[Address, ...]]:
         rows = self._read().execute("SELECT group_id, members FROM groups").fetchall()
         return {g: tuple(Address.from_key(k) for k in m.decode().split("\n") if k) for g, m in rows}
+
+    # topics -----------------------------------------------------------------------------------
+
+    async def save_topic_subscriptions(self, subscriptions: Sequence[TopicSubscriber]) -> None:
+        rows = [(t.topic, t.subscriber.key, t.expires_at) for t in subscriptions]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO topic_subscriptions (topic, subscriber, expires_at) VALUES (?,?,?)"
+                " ON CONFLICT(topic, subscriber) DO UPDATE SET expires_at=excluded.expires_at",
+                rows,
+            )
+
+        await self._write(op)
+
+    async def delete_topic_subscriptions(self, subscriptions: Sequence[TopicSubscriber]) -> None:
+        rows = [(t.topic, t.subscriber.key) for t in subscriptions]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM topic_subscriptions WHERE topic=? AND subscriber=?", rows)
+
+        await self._write(op)
+
+    async def load_topic_subscriptions(self) -> list[TopicSubscriber]:
+        rows = (
+            self._read()
+            .execute("SELECT topic, subscriber, expires_at FROM topic_subscriptions")
+            .fetchall()
+        )
+        return [TopicSubscriber(t, Address.from_key(s), e) for t, s, e in rows]
+
+    async def save_topiclist_watch(self, watch: TopicListWatch) -> None:
+        row = (watch.subscription_id, watch.origin.key, watch.notification_uri, watch.expires_at)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO topiclist_subscriptions"
+                " (subscription_id, origin, notification_uri, expires_at) VALUES (?,?,?,?)",
+                row,
+            )
+
+        await self._write(op)
+
+    async def delete_topiclist_watch(self, subscription_id: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM topiclist_subscriptions WHERE subscription_id=?", (subscription_id,)
+            )
+            return cur.rowcount > 0
+
+        return await self._write(op)
+
+    async def load_topiclist_watches(self) -> list[TopicListWatch]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT subscription_id, origin, notification_uri, expires_at"
+                " FROM topiclist_subscriptions"
+            )
+            .fetchall()
+        )
+        return [TopicListWatch(i, Address.from_key(o), u, e) for i, o, u, e in rows]
 
     async def finish(
         self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None

@@ -25,7 +25,7 @@ RULES: dict[str, tuple[Rule, ...]] = {"AS": (as_rule,)}
         (Address("AS", "nobody"), "UNKNOWN_RECIPIENT"),
         (Address("UE", "ue-1"), "UNKNOWN_RECIPIENT"),
         (Address("GROUP", "g"), "UNKNOWN_RECIPIENT"),
-        (Address("TOPIC", "t"), "TOPIC_DELIVERY_NOT_SUPPORTED"),
+        (Address("TOPIC", "t"), "NO_SUBSCRIBERS"),
         (Address("BC", "area-1"), "BROADCAST_NOT_SUPPORTED"),
         (Address("SATELLITE", "x"), "UNSUPPORTED_ADDRESS_TYPE"),
     ],
