@@ -28,7 +28,7 @@ from msgin5g.api.app import AsgiApp
 from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources
 from msgin5g.api.translate import WireRenderer
 from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
-from msgin5g.core.message import AS, GROUP, TOPIC, UE, Address, Delivery, Message
+from msgin5g.core.message import AS, BROADCAST, GROUP, TOPIC, UE, Address, Delivery, Message
 from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
 from msgin5g.core.segmentation import segment_message
@@ -213,14 +213,25 @@ class ServerApp:
                 return None
             return Route(Path.TOPIC_FAN_OUT, reachable=True)
 
+        # Broadcast areas are the Broadcast Message Gateway's to know (it answers 404 for an
+        # area it does not serve, which fails the message with a report).
+        def broadcast_area(address: Address) -> Route | None:
+            if not self.settings.broadcast.gateway:
+                return None
+            return Route(Path.BROADCAST, self.dispatcher.reachable(address))
+
         return {
             AS: (registered_as,),
             UE: (registered_ue,),
             GROUP: (known_group,),
             TOPIC: (subscribed_topic,),
+            BROADCAST: (broadcast_area,),
         }
 
     def _transport_for(self, recipient: Address) -> Transport | None:
+        if recipient.kind == BROADCAST:
+            root = self.settings.broadcast.gateway.rstrip("/")
+            return self._gateway_transport("BMG", root) if root else None
         if recipient.kind == GROUP:
             return self.fan_out if self.groups.members(recipient.value) is not None else None
         if recipient.kind == TOPIC:
@@ -257,7 +268,10 @@ class ServerApp:
         key = f"{gateway_type}|{api_root}"
         transport = self._gateway_transports.get(key)
         if transport is None:
-            api = "msgg-l3gdelivery" if gateway_type == GW_LEGACY_3GPP else "msgg-n3gdelivery"
+            api = {
+                GW_LEGACY_3GPP: "msgg-l3gdelivery",
+                "BMG": "msgg-bgdelivery",
+            }.get(gateway_type, "msgg-n3gdelivery")
             base = f"{api_root}/{api}/v1"
             transport = HttpDeliveryTransport(
                 self.http_pool, lambda: base, timeout=self.settings.delivery.callback_timeout_s

@@ -95,6 +95,13 @@ class TopicSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Tries of one topic-list notification (backoff 0.5 s, doubling) before it is dropped."""
 
 
+class BroadcastSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Broadcast (TS 23.554 8.7.6 / MSGin5G-7): where messages to `BC` addresses go."""
+
+    gateway: str = ""
+    """apiRoot of the Broadcast Message Gateway (msgg-bgdelivery); empty: broadcast is off."""
+
+
 class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     level: str = "INFO"
     format: str = "json"
@@ -108,13 +115,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ue: UeSettings = msgspec.field(default_factory=UeSettings)
     groups: GroupSettings = msgspec.field(default_factory=GroupSettings)
     topics: TopicSettings = msgspec.field(default_factory=TopicSettings)
+    broadcast: BroadcastSettings = msgspec.field(default_factory=BroadcastSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
 
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser()
 
 
-_SECTIONS = ("server", "store", "delivery", "ue", "groups", "topics", "log")
+_SECTIONS = ("server", "store", "delivery", "ue", "groups", "broadcast", "topics", "log")
 
 
 def _environment(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -21,6 +21,7 @@ class Path(enum.Enum):
     MSGIN5G_UE = "ue"
     GATEWAY = "gateway"
     GROUP_FAN_OUT = "group"
+    BROADCAST = "broadcast"
     TOPIC_FAN_OUT = "topic"
 
 
