@@ -147,7 +147,6 @@ class Delivery(msgspec.Struct, frozen=True, gc=False):
     message_id: str
     wants_report: bool
     attempts: int = 0
-    next_attempt_at: float = 0.0
 
 
 class UeRegistration(msgspec.Struct, frozen=True, gc=False):

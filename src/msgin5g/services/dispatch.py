@@ -17,6 +17,9 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+import msgspec
+
+from msgin5g.core.lifecycle import Event, State, advance
 from msgin5g.core.message import Address, Delivery
 from msgin5g.core.retry import RetryPolicy
 from msgin5g.observability import Metrics
@@ -30,6 +33,12 @@ from msgin5g.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+_EVENTS = {
+    SendResult.DELIVERED: Event.ACK,
+    SendResult.REJECTED: Event.REJECT,
+    SendResult.RETRY: Event.RETRY,
+}
 
 EXPIRED_CAUSE = "EXPIRED: not delivered before the message expired"
 
@@ -243,8 +252,7 @@ class Dispatcher:
         del delivery  # it stays in the store
 
     async def _hand_over(self, lane: _Lane, transport: Transport, delivery: Delivery) -> None:
-        now = self._clock()
-        if delivery.expires_at <= now:
+        if delivery.expires_at <= self._clock():
             await self._finish(delivery, Outcome.EXPIRED, EXPIRED_CAUSE)
             return
         try:
@@ -254,15 +262,17 @@ class Dispatcher:
         except Exception as exc:  # a transport bug must not strand the delivery: retry it
             log.exception("transport failed", extra={"recipient": lane.recipient.key})
             outcome = SendOutcome(SendResult.RETRY, f"{type(exc).__name__}: {exc}")
-        if outcome.result is SendResult.DELIVERED:
+        # The lifecycle table (core/lifecycle.py) decides where the hand-over leaves it.
+        state = advance(advance(State.PENDING, Event.DISPATCH), _EVENTS[outcome.result])
+        if state is State.DELIVERED:
             lane.failures = 0
             await self._store.finish(delivery, Outcome.DELIVERED, None)
             self._metrics.inc("msgin5g_deliveries_total", outcome="delivered")
             if self._on_delivered is not None:
                 await self._on_delivered(delivery)
-        elif outcome.result is SendResult.REJECTED:
+        elif state is State.FAILED:
             await self._finish(delivery, Outcome.FAILED, outcome.detail)
-        else:
+        else:  # back to PENDING: the whole lane backs off
             lane.failures += 1
             attempts = delivery.attempts + 1
             pause = self._retry.delay(lane.failures, self._random.random())
@@ -279,18 +289,7 @@ class Dispatcher:
                 },
             )
             await self._store.record_attempt(delivery.delivery_id, attempts)
-            retried = Delivery(
-                delivery_id=delivery.delivery_id,
-                kind=delivery.kind,
-                recipient=delivery.recipient,
-                body=delivery.body,
-                priority=delivery.priority,
-                expires_at=delivery.expires_at,
-                origin=delivery.origin,
-                message_id=delivery.message_id,
-                wants_report=delivery.wants_report,
-                attempts=attempts,
-            )
+            retried = msgspec.structs.replace(delivery, attempts=attempts)
             if not lane.spilled:
                 heapq.heappush(lane.heap, (int(retried.priority), retried.delivery_id, retried))
                 lane.known.add(retried.delivery_id)
