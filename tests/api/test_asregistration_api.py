@@ -8,7 +8,6 @@ client's event hook (tests/support/oas.py); a success also needs a request the f
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,43 +15,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from tests.support import oas
+from tests.support.inprocess import asgi_client, running_server
 
-from msgin5g.bootstrap import ServerApp
-from msgin5g.settings import load
-
-BASE_URL = "http://testserver"
 REGISTRATIONS = "/msgs-asregistration/v1/registrations"
 DELIVER = "/msgs-msgdelivery/v1/deliver-as-message"
 LOCATION = re.compile(r"^/msgs-asregistration/v1/registrations/(?P<id>[^/]+)$")
-
-
-async def _server(tmp_path: Path, **server: Any) -> ServerApp:
-    settings = load(
-        overrides={"server": {"data_dir": str(tmp_path / "data"), "coap": "127.0.0.1:0", **server}},
-        environ={},
-    )
-    app = ServerApp(settings)
-    await app.start()
-    return app
-
-
-@pytest.fixture
-async def server_app(tmp_path: Path) -> AsyncIterator[ServerApp]:
-    app = await _server(tmp_path)
-    try:
-        yield app
-    finally:
-        await app.stop()
-
-
-@pytest.fixture
-async def client(server_app: ServerApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=server_app.app),
-        base_url=BASE_URL,
-        event_hooks=oas.EVENT_HOOKS,
-    ) as c:
-        yield c
 
 
 def assert_problem(
@@ -123,16 +90,9 @@ async def test_minimal_registration_and_unknown_attributes_are_accepted(
 
 
 async def test_location_uses_the_configured_api_root(tmp_path: Path) -> None:
-    app = await _server(tmp_path, api_root="https://msgin5g.example.net/")
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app.app),
-            base_url=BASE_URL,
-            event_hooks=oas.EVENT_HOOKS,
-        ) as c:
-            response = await c.post(REGISTRATIONS, json={"asSvcId": "as-root"})
-    finally:
-        await app.stop()
+    overrides = {"server": {"api_root": "https://msgin5g.example.net/"}}
+    async with running_server(tmp_path, overrides) as app, asgi_client(app) as c:
+        response = await c.post(REGISTRATIONS, json={"asSvcId": "as-root"})
     assert response.status_code == 201
     assert response.headers["location"].startswith(
         "https://msgin5g.example.net/msgs-asregistration/v1/registrations/"

@@ -11,18 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from openapi_core.exceptions import OpenAPIError
 from tests.support import oas
+from tests.support.inprocess import BASE_URL
 
-from msgin5g.bootstrap import ServerApp
-from msgin5g.settings import load
-
-BASE_URL = "http://testserver"
 API = "/msgs-msgdelivery/v1"
 DELIVER_AS = f"{API}/deliver-as-message"
 DELIVER_UE = f"{API}/deliver-ue-message"
@@ -33,33 +29,9 @@ UNREACHABLE = "http://127.0.0.1:9/cb"
 BODY_LIMIT = 1024
 
 
-async def _server(tmp_path: Path, **server: Any) -> ServerApp:
-    settings = load(
-        overrides={"server": {"data_dir": str(tmp_path / "data"), "coap": "127.0.0.1:0", **server}},
-        environ={},
-    )
-    app = ServerApp(settings)
-    await app.start()
-    return app
-
-
 @pytest.fixture
-async def server_app(tmp_path: Path) -> AsyncIterator[ServerApp]:
-    app = await _server(tmp_path, max_body_bytes=BODY_LIMIT)
-    try:
-        yield app
-    finally:
-        await app.stop()
-
-
-@pytest.fixture
-async def client(server_app: ServerApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=server_app.app),
-        base_url=BASE_URL,
-        event_hooks=oas.EVENT_HOOKS,
-    ) as c:
-        yield c
+def settings_overrides() -> dict[str, dict[str, Any]]:
+    return {"server": {"max_body_bytes": BODY_LIMIT}}
 
 
 def addr(kind: str, value: str) -> dict[str, str]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +18,6 @@ import pytest
 from tests.support import oas
 
 from msgin5g.bootstrap import ServerApp
-from msgin5g.settings import load
 
 BASE = "/msgs-topiclistevent/v1"
 TOPICLIST = f"{BASE}/topiclist-subscriptions"
@@ -44,30 +41,8 @@ def parse(text: str) -> float:
 
 
 @pytest.fixture
-async def server_app(tmp_path: Path) -> AsyncIterator[ServerApp]:
-    settings = load(
-        overrides={
-            "server": {"data_dir": str(tmp_path / "data"), "coap": "127.0.0.1:0"},
-            "topics": {"default_ttl_s": 600, "max_ttl_s": 3600},
-        },
-        environ={},
-    )
-    app = ServerApp(settings)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
-
-
-@pytest.fixture
-async def client(server_app: ServerApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=server_app.app),
-        base_url="http://testserver",
-        event_hooks=oas.EVENT_HOOKS,
-    ) as c:
-        yield c
+def settings_overrides() -> dict[str, dict[str, Any]]:
+    return {"topics": {"default_ttl_s": 600, "max_ttl_s": 3600}}
 
 
 def assert_problem(response: httpx.Response, status: int, cause: str) -> dict[str, Any]:

@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.procs import free_port, wait_http
+from tests.support.procs import ChildProcess, free_port, wait_http
 
 SYSTEM_ID, PASSWORD = "gw", "s3cret"
 
 
 @dataclass
-class GatewayProcess:
+class GatewayProcess(ChildProcess):
     """`msgin5g gateway <kind> --http 127.0.0.1:<free> --data-dir <dir> <args>`."""
 
     kind: str
@@ -60,24 +60,6 @@ class GatewayProcess:
             )
         wait_http(f"{self.url}/readyz", proc=self.proc)
         return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
 
 @dataclass

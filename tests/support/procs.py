@@ -50,8 +50,33 @@ FAST_RETRY = {
 }
 
 
+class ChildProcess:
+    """kill -9, SIGTERM with a grace period, and the stderr log of a test's child process."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path | None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+
 @dataclass
-class ServerProcess:
+class ServerProcess(ChildProcess):
     """A `msgin5g server` child process on free loopback ports."""
 
     data_dir: Path
@@ -89,24 +114,6 @@ class ServerProcess:
             )
         wait_http(f"{self.url}/readyz", proc=self.proc)
         return self
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
 
 @dataclass
