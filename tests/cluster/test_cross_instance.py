@@ -1,0 +1,262 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Two `msgin5g server` instances on one PostgreSQL schema and one NATS JetStream (ADR 0018):
+what one instance accepts reaches a recipient served by the other, once and in order: A2P to
+a UE observing the other instance, UE2AS, a group and a topic with members on both."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from msgin5g.coap import TransmissionParameters
+from msgin5g.sdk import AsClient, UeClient
+from msgin5g.sdk.ue import SdkError
+from tests.cluster.cluster_procs import Cluster
+from tests.support.procs import Receiver, ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+FAST = TransmissionParameters(ack_timeout=0.3, exchange_lifetime=10.0, non_lifetime=10.0)
+Json = dict[str, Any]
+DELIVER_AS = "/msgs-msgdelivery/v1/deliver-as-message"
+TOPICS = "/msgs-topiclistevent/v1"
+
+
+def coap(server: ServerProcess) -> str:
+    return f"coap://127.0.0.1:{server.coap_port}"
+
+
+def address(kind: str, value: str) -> dict[str, str]:
+    return {"addrType": kind, "addr": value}
+
+
+async def take(inbox: AsyncIterator[Json], count: int, within: float = 15.0) -> list[Json]:
+    out: list[Json] = []
+    async with asyncio.timeout(within):
+        while len(out) < count:
+            out.append(await anext(inbox))
+    return out
+
+
+async def quiet(inbox: AsyncIterator[Json], within: float = 1.5) -> list[Json]:
+    """Whatever else arrives within `within` s (duplicates would show here)."""
+    extra: list[Json] = []
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                extra.append(await anext(inbox))
+    except TimeoutError:
+        return extra
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Registry changes reach the other instance over NATS within milliseconds, not at once."""
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "the other instance never saw the change"
+        await asyncio.sleep(0.05)
+
+
+def metrics(server: ServerProcess) -> dict[str, float]:
+    text = httpx.get(f"{server.url}/metrics").text
+    return {
+        name: float(value)
+        for line in text.splitlines()
+        if line.startswith("msgin5g_cluster_")
+        for name, _, value in [line.partition(" ")]
+    }
+
+
+def bodies(receiver: Receiver, path: str) -> list[Json]:
+    return [r["body"] for r in receiver.received() if r["path"] == path]  # type: ignore[misc]
+
+
+async def test_a2p_and_ue2as_cross_instances_once_and_in_order(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # An AS takes up to delivery.as_window deliveries at once (ADR 0004), which lets them
+    # overtake each other; with a window of one the order to the AS is checked too.
+    cluster.env = {"MSGIN5G_DELIVERY_AS_WINDOW": "1"}
+    a, b = cluster.start_instance(), cluster.start_instance()
+    receiver = Receiver(tmp_path / "as.jsonl", "h2c").start()
+    try:
+        async with (
+            AsClient(a.url, "as-1") as app,
+            UeClient(coap(b), "ue-1", params=FAST) as ue,
+        ):
+            await app.register(target_uri=receiver.url)
+            await ue.register()
+            inbox = ue.inbox()
+            assert await take(inbox, 1) == [{"pending": 0}]
+
+            async def a_knows_ue() -> bool:
+                ack = await app.send("UE:ue-1", "probe", msg_id=f"probe-{time.monotonic()}")
+                return ack.get("status") != "DELY_FAILED"
+
+            await eventually(a_knows_ue)
+            (probe,) = await take(inbox, 1)
+            assert probe["payload"] == "probe"
+            # A2P: accepted by instance A, delivered by instance B where the UE observes.
+            for n in range(20):
+                ack = await app.send("UE:ue-1", f"down-{n}", msg_id=f"down-{n}", store=True)
+                assert ack.get("status") != "DELY_FAILED", ack
+            got = await take(inbox, 20)
+            assert [m["payload"] for m in got] == [f"down-{n}" for n in range(20)]
+            assert await quiet(inbox) == []
+
+            # UE2AS: sent by the UE to instance B, for the AS registered through instance A.
+            for n in range(20):
+                resp = await ue.send("AS:as-1", f"up-{n}", msg_id=f"up-{n}")
+                assert resp == {"msgType": "MSGRESP", "msgId": f"up-{n}"}
+            await asyncio.to_thread(receiver.wait_for, 20, 15.0)
+            await asyncio.sleep(1.0)
+            uplink = bodies(receiver, "/cb/deliver-message")
+            assert [m["payload"] for m in uplink] == [f"up-{n}" for n in range(20)]
+            await inbox.aclose()
+        # The hand-offs went over JetStream doorbells (not only the periodic rescan), and the
+        # two instances share the 64 shards.
+        held = 0
+        for server in (a, b):
+            values = metrics(server)
+            held += int(values["msgin5g_cluster_shards_held"])
+            assert values["msgin5g_cluster_live_instances"] == 2
+        assert held == 64
+        assert metrics(b)["msgin5g_cluster_doorbells_received_total"] >= 1
+    finally:
+        receiver.stop()
+
+
+async def test_group_and_topic_with_members_on_both_instances(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    a, b = cluster.start_instance(), cluster.start_instance()
+    reader = Receiver(tmp_path / "reader.jsonl", "h2c").start()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=a.url, http1=False, http2=True) as ha,
+            httpx.AsyncClient(base_url=b.url, http1=False, http2=True) as hb,
+            UeClient(coap(b), "ue-b", params=FAST) as ue_b,
+            UeClient(coap(a), "ue-a", params=FAST) as ue_a,
+        ):
+            r = await ha.post(
+                "/msgs-asregistration/v1/registrations",
+                json={"asSvcId": "reader", "targetUri": reader.url},
+            )
+            assert r.status_code == 201, r.text
+            await ue_b.register()
+            await ue_a.register()
+            inbox_b, inbox_a = ue_b.inbox(), ue_a.inbox()
+            await take(inbox_b, 1)
+            await take(inbox_a, 1)
+            members = [address("AS", "reader"), address("UE", "ue-a"), address("UE", "ue-b")]
+            r = await hb.put("/ext-groups/v1/groups/crew", json={"members": members})
+            assert r.status_code in (200, 201), r.text
+
+            async def send(http: httpx.AsyncClient, dest: dict[str, str], msg_id: str) -> Json:
+                ack = await http.post(
+                    DELIVER_AS,
+                    json={
+                        "oriAddr": address("AS", "sender"),
+                        "destAddr": dest,
+                        "msgId": msg_id,
+                        "payload": msg_id,
+                        "stoAndFwInd": True,
+                    },
+                )
+                assert ack.status_code == 200, ack.text
+                body: Json = ack.json()
+                return body
+
+            async def a_knows_group() -> bool:
+                return (await ha.get("/ext-groups/v1/groups/crew")).status_code == 200
+
+            # The group was created through B; the message is accepted by A.
+            await eventually(a_knows_group)
+            assert "status" not in await send(ha, address("GROUP", "crew"), "g-1")
+            assert [m["payload"] for m in await take(inbox_a, 1)] == ["g-1"]
+            assert [m["payload"] for m in await take(inbox_b, 1)] == ["g-1"]
+            await asyncio.to_thread(reader.wait_for, 1, 15.0)
+
+            # Topic: ue-b subscribes over CoAP at B, the AS "reader" over HTTP at A; the
+            # message is accepted by B.
+            await ue_b.subscribe_topics(["news"])
+            r = await ha.post(
+                f"{TOPICS}/request-topic-subscription",
+                json={"oriAddr": address("AS", "reader"), "msgTopics": ["news", "probe"]},
+            )
+            assert r.status_code in (200, 201, 204), r.text
+
+            async def b_knows_reader_subscribed() -> bool:
+                # B fans out to the subscribers it knows. No API lists them; "probe" has the
+                # AS as its only subscriber, so B stops failing it once B loaded A's change.
+                ack = await send(hb, address("TOPIC", "probe"), f"probe-{time.monotonic()}")
+                return ack.get("status") != "DELY_FAILED"
+
+            await eventually(b_knows_reader_subscribed)
+            assert "status" not in await send(hb, address("TOPIC", "news"), "t-1")
+            assert [m["payload"] for m in await take(inbox_b, 1)] == ["t-1"]
+            await asyncio.to_thread(reader.wait_for, 3, 15.0)
+            assert await quiet(inbox_a, 1.0) == []
+            assert await quiet(inbox_b, 0.5) == []
+            got = sorted(
+                m["payload"]
+                for m in bodies(reader, "/cb/deliver-message")
+                if not m["payload"].startswith("probe-")
+            )
+            assert got == ["g-1", "t-1"]
+            await inbox_a.aclose()
+            await inbox_b.aclose()
+    finally:
+        reader.stop()
+
+
+async def test_a_ue_observing_at_another_instance_takes_its_lane_along(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    a, b = cluster.start_instance(), cluster.start_instance()
+    async with AsClient(a.url, "as-1") as app:
+        await app.register()
+        async with UeClient(coap(b), "ue-1", params=FAST) as at_b:
+            await at_b.register()
+            old = at_b.inbox()
+            assert await take(old, 1) == [{"pending": 0}]
+
+            async def a_knows_ue() -> bool:
+                ack = await app.send("UE:ue-1", "probe", msg_id=f"probe-{time.monotonic()}")
+                return ack.get("status") != "DELY_FAILED"
+
+            await eventually(a_knows_ue)
+            await app.send("UE:ue-1", "m1", msg_id="m1", store=True)
+            assert [m["payload"] for m in await take(old, 2)] == ["probe", "m1"]
+            await asyncio.sleep(0.3)  # B deletes m1 once the UE's CoAP ACK is in
+            # The UE observes at A now (a new source port: as after a NAT rebinding or a
+            # load balancer change): A runs its lane, B ends its old observation.
+            async with UeClient(coap(a), "ue-1", params=FAST) as at_a:
+                new = at_a.inbox()
+                assert await take(new, 1) == [{"pending": 0}]
+                with pytest.raises(SdkError, match=r"4\.04"):
+                    await take(old, 1)
+                for n in (2, 3, 4):
+                    ack = await app.send("UE:ue-1", f"m{n}", msg_id=f"m{n}", store=True)
+                    assert ack.get("status") != "DELY_FAILED", ack
+                got = await take(new, 3)
+                assert [m["payload"] for m in got] == ["m2", "m3", "m4"]
+                await asyncio.sleep(0.5)  # A deletes m4 once the UE's CoAP ACK is in
+                await new.aclose()  # offline: what comes now is stored
+            for n in (5, 6):
+                ack = await app.send("UE:ue-1", f"m{n}", msg_id=f"m{n}", store=True)
+                assert ack.get("status") != "DELY_FAILED", ack
+        # Back at B: the stored messages follow the UE there, in order, once.
+        async with UeClient(coap(b), "ue-1", params=FAST) as again:
+            inbox = again.inbox()
+            first = await take(inbox, 3)
+            assert first[0] == {"pending": 2}
+            assert [m["payload"] for m in first[1:]] == ["m5", "m6"]
+            assert await quiet(inbox) == []
+            await inbox.aclose()
