@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The embedded store gives the space of delivered and expired messages back (issue 7,
+ADR 0019): auto_vacuum=INCREMENTAL, and `reclaim` (queued by the checkpoint thread when enough
+pages are free) shrinks the file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from msgin5g.core.message import (
+    Acceptance,
+    AckStatus,
+    Address,
+    DeliveryKind,
+    Priority,
+)
+from msgin5g.ports import MessageRecord, NewDelivery, Outcome
+from msgin5g.storage.sqlite import SqliteStore
+
+AS_A = Address("AS", "app-a")
+COUNT = 2000
+BODY = b"x" * 2000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _fill(store: SqliteStore, clock: Clock) -> None:
+    jobs = []
+    for n in range(COUNT):
+        ue = Address("UE", f"ue-{n}")
+        record = MessageRecord(
+            AS_A, f"m{n}", ue, Acceptance(AckStatus.STORED, None), False, False, clock.now + 60
+        )
+        item = NewDelivery(
+            DeliveryKind.MESSAGE, ue, BODY, Priority.MIDDLE, clock.now + 60, AS_A, f"m{n}", False
+        )
+        jobs.append(store.accept(record, [item]))
+    await asyncio.gather(*jobs)
+
+
+async def _drain(store: SqliteStore, clock: Clock, delivered: int) -> None:
+    """Finish the first `delivered` messages as delivered, let the rest expire, purge."""
+    for n in range(delivered):
+        (page,) = [await store.pending(Address("UE", f"ue-{n}"), [], 1)]
+        await store.finish(page[0], Outcome.DELIVERED, None)
+    clock.now += 3600
+    while await store.expire(clock.now, 500, []):
+        pass
+    await store.purge_messages(clock.now)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+async def test_reclaim_shrinks_the_file_after_delivery_and_expiry(tmp_path: Path) -> None:
+    path, clock = tmp_path / "s.sqlite3", Clock()
+    # no background reclamation: this test drives it
+    store = SqliteStore(path, clock=clock, checkpoint_interval=3600, reclaim_threshold=1 << 30)
+    await store.open()
+    await _fill(store, clock)
+    await store.close()
+    full = _size(path)
+    assert full > COUNT * len(BODY)
+
+    store = SqliteStore(path, clock=clock, checkpoint_interval=3600, reclaim_threshold=1 << 30)
+    await store.open()
+    await _drain(store, clock, delivered=COUNT // 2)
+    assert (await store.stats(clock.now))[0] == 0
+    await store.close()
+    assert _size(path) == full  # deleting alone frees pages inside the file, not on disk
+
+    store = SqliteStore(path, clock=clock, checkpoint_interval=3600, reclaim_threshold=1 << 30)
+    await store.open()
+    released = 0
+    while step := await store.reclaim():
+        released += step
+    assert released > 0
+    await store.close()
+    assert _size(path) < full // 5
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_checkpoint_thread_reclaims_by_itself(tmp_path: Path) -> None:
+    path, clock = tmp_path / "s.sqlite3", Clock()
+    store = SqliteStore(
+        path, clock=clock, checkpoint_interval=0.05, reclaim_threshold=64, reclaim_pages=256
+    )
+    await store.open()
+    try:
+        await _fill(store, clock)
+        await asyncio.sleep(0.3)  # checkpointed into the file
+        full = _size(path)
+        await _drain(store, clock, delivered=0)
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if _size(path) < full // 5:
+                break
+        assert _size(path) < full // 5
+        # the store keeps working after its file shrank
+        await _fill(store, clock)
+        assert (await store.stats(clock.now))[0] == COUNT
+    finally:
+        await store.close()
+
+
+async def test_a_file_made_without_incremental_vacuum_is_converted(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE legacy (v INTEGER)")
+        conn.executemany("INSERT INTO legacy VALUES (?)", [(n,) for n in range(100)])
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    conn.close()
+    store = SqliteStore(path, clock=Clock())
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+        assert conn.execute("SELECT COUNT(*) FROM legacy").fetchone()[0] == 100
+    conn.close()
