@@ -13,9 +13,10 @@ The ceiling is the faster of two bare servers, one on the asyncio loop and one o
 msgin5g runs on the loop its settings name (MSGIN5G_LOOP, default asyncio).
 
 The message goes to a registered AS without targetUri, so every request is committed to the
-store and answered DELY_STORED: the durable ingest path.
+store and answered DELY_STORED: the durable ingest path. `--store postgresql://...` measures
+the PostgreSQL store (ADR 0017) in a fresh schema, dropped afterwards, instead of SQLite.
 
-Usage: python scripts/bench/ingest.py [--rounds 3] [--seconds 8]
+Usage: python scripts/bench/ingest.py [--rounds 3] [--seconds 8] [--store URL]
 """
 
 from __future__ import annotations
@@ -150,11 +151,29 @@ def h2load(port: int, requests: int, body: Path) -> float:
     return float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
 
 
+def drop_schema(url: str, schema: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--requests", type=int, default=40_000)
+    parser.add_argument(
+        "--store", default="", help="postgresql://... (default: the embedded SQLite store)"
+    )
     args = parser.parse_args()
     for tool in ("taskset", "wrk", "h2load"):
         if not shutil.which(tool):
@@ -166,6 +185,10 @@ def main() -> int:
     body.write_text(json.dumps(BODY))
     bare_port, bare_uv_port, ours_port = free_port(), free_port(), free_port()
     env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
+    store_args: list[str] = []
+    if args.store:
+        store_args = ["--store", args.store]
+        env["MSGIN5G_STORE_SCHEMA"] = f"bench_{os.getpid()}"
     procs = [
         subprocess.Popen(pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_port))),
         subprocess.Popen(
@@ -184,6 +207,7 @@ def main() -> int:
                 f"127.0.0.1:{free_port()}",
                 "--data-dir",
                 str(work / "data"),
+                *store_args,
             ),
             env=env,
         ),
@@ -246,7 +270,8 @@ def main() -> int:
         writes = re.search(r"^msgin5g_store_writes_total (\S+)", stats, re.M)
         if commits and writes:
             print(
-                f"store: {float(writes.group(1)):,.0f} writes in"
+                f"store ({'PostgreSQL' if args.store else 'SQLite'}):"
+                f" {float(writes.group(1)):,.0f} writes in"
                 f" {float(commits.group(1)):,.0f} group commits"
             )
     finally:
@@ -254,6 +279,8 @@ def main() -> int:
             proc.terminate()
             proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+        if args.store:
+            drop_schema(args.store, env["MSGIN5G_STORE_SCHEMA"])
     return 0
 
 

@@ -12,41 +12,65 @@ import gc
 import logging
 import signal
 import socket
+import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from msgin5g.api import (
     ext_groups,
     ext_gwueregistration,
+    ext_peering,
     msgs_asregistration,
     msgs_msgdelivery,
     msgs_topiclistevent,
     operations,
 )
 from msgin5g.api.app import AsgiApp
-from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources
+from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources, UeAccess
 from msgin5g.api.translate import WireRenderer
 from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
-from msgin5g.core.message import AS, BROADCAST, GROUP, TOPIC, UE, Address, Delivery, Message
+from msgin5g.coap.dtls_keys import PskFileError, UePsk, load_psk_file
+from msgin5g.core.message import (
+    AS,
+    BROADCAST,
+    GROUP,
+    PEER,
+    TOPIC,
+    UE,
+    Address,
+    Delivery,
+    Message,
+)
+from msgin5g.core.peering import PeerDirectory
 from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
 from msgin5g.core.segmentation import segment_message
 from msgin5g.observability import Metrics
-from msgin5g.outbound.http_client import HttpClientPool
+from msgin5g.outbound.http_client import HttpClientPool, client_tls_context
 from msgin5g.outbound.http_delivery import HttpDeliveryTransport
+from msgin5g.outbound.peer_delivery import PeerDeliveryTransport
+from msgin5g.outbound.peer_topiclist import PeerTopicLists
 from msgin5g.outbound.topic_notify import HttpTopicListNotifier
 from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import Transport
+from msgin5g.security.setup import http_security, origin_of, outbound_token_source
 from msgin5g.services.delivery import MessageService
 from msgin5g.services.dispatch import Dispatcher
 from msgin5g.services.groups import GroupFanOut, GroupRegistry
+from msgin5g.services.peering import RemoteTopics, TopicListFollower
+from msgin5g.services.quotas import StoredMessageQuota
 from msgin5g.services.registration import AsRegistry
 from msgin5g.services.segmentation import SegmentService
 from msgin5g.services.topics import TopicFanOut, TopicRegistry
 from msgin5g.services.ue_registry import UeRegistry
-from msgin5g.settings import Settings, describe, split_hostport
+from msgin5g.settings import Settings, SettingsError, describe, split_hostport
 from msgin5g.storage.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from msgin5g.cluster.node import ClusterNode
+    from msgin5g.storage.postgres import PostgresStore
 from msgin5g.wire.ext import GW_LEGACY_3GPP
 
 log = logging.getLogger(__name__)
@@ -59,13 +83,20 @@ class ServerApp:
         self.settings = settings
         d = settings.delivery
         self.metrics = Metrics()
-        self.store = SqliteStore(
-            settings.data_path() / "msgin5g.sqlite3",
-            clock=time.time,
-            synchronous=settings.store.synchronous,
+        self.store = _store(settings)
+        self.http_pool = HttpClientPool(
+            timeout=d.callback_timeout_s, verify=_outbound_tls(settings)
         )
-        self.http_pool = HttpClientPool(timeout=d.callback_timeout_s)
-        self.registry = AsRegistry(self.store, on_registered=self._recipient_online)
+        self.token_source = outbound_token_source(settings.auth)
+        if self.token_source is not None:  # our token toward peers and gateways (ADR 0015)
+            for peer in settings.peering.peers:
+                self.http_pool.authorize(origin_of(peer.api_root), self.token_source)
+            if settings.broadcast.gateway:
+                self.http_pool.authorize(origin_of(settings.broadcast.gateway), self.token_source)
+        self.cluster: ClusterNode | None = None  # set below when [cluster] is on (ADR 0018)
+        self.registry = AsRegistry(
+            self.store, on_registered=self._recipient_online, on_changed=self._changed("as")
+        )
         self._as_transports: dict[str, HttpDeliveryTransport] = {}
         self._gateway_transports: dict[str, HttpDeliveryTransport] = {}
         self.ue_registry = UeRegistry(
@@ -73,9 +104,14 @@ class ServerApp:
             on_registered=self._recipient_online,
             on_deregistered=self._ue_gone,
             default_max_segment_size=settings.ue.max_segment_size,
+            on_changed=self._changed("ue"),
         )
         self.ue_inbox = UeInbox(on_observing=self._recipient_online)
-        self.groups = GroupRegistry(self.store, max_members=settings.groups.max_members)
+        self.groups = GroupRegistry(
+            self.store,
+            max_members=settings.groups.max_members,
+            on_changed=self._changed("groups"),
+        )
         self.topic_notifier = HttpTopicListNotifier(
             self.http_pool,
             attempts=settings.topics.notify_attempts,
@@ -89,6 +125,21 @@ class ServerApp:
             default_ttl=settings.topics.default_ttl_s,
             max_ttl=settings.topics.max_ttl_s,
             sweep_interval=d.sweep_interval_s,
+            on_changed=self._changed("topics"),
+            max_topics_per_subscriber=settings.topics.max_subscriptions_per_subscriber,
+            max_watches_per_origin=settings.topics.max_topiclist_subscriptions,
+        )
+        peering = settings.peering
+        self.peers = PeerDirectory([(p.name, p.addresses) for p in peering.peers])
+        self.remote_topics = RemoteTopics()
+        self._peer_transports: dict[str, PeerDeliveryTransport] = {}
+        followed = {p.name: p.api_root for p in peering.peers if p.topics}
+        self.topic_follower = TopicListFollower(
+            PeerTopicLists(self.http_pool, peering.name, followed),
+            list(followed),
+            self._notification_uri,
+            clock=time.time,
+            refresh=peering.refresh_s,
         )
         self.service = MessageService(
             self.store,
@@ -105,6 +156,11 @@ class ServerApp:
             ),
             idempotency_window=d.idempotency_window_s,
             segmenter=self._segment,
+            homed_elsewhere=self.peers.homed_elsewhere if peering.peers else None,
+            relayed_rules=self._rules(local_only=True),
+            quota=StoredMessageQuota(
+                self.store, settings.ue.max_stored_messages, clock=time.monotonic
+            ),
         )
         self.dispatcher = Dispatcher(
             self.store,
@@ -115,12 +171,19 @@ class ServerApp:
             retry=RetryPolicy(initial=d.retry_initial_s, maximum=d.retry_max_s),
             window_for=lambda a: d.as_window if a.kind == AS else 1,
             sweep_interval=d.sweep_interval_s,
+            ownership=self._cluster(),
         )
+        if self.cluster is not None:
+            self.cluster.attach(self.dispatcher)
         self.fan_out = GroupFanOut(
             self.groups, self.store, self._submit, chunk=settings.groups.fan_out_chunk
         )
         self.topic_fan_out = TopicFanOut(
-            self.topics, self.store, self._submit, chunk=settings.groups.fan_out_chunk
+            self.topics,
+            self.store,
+            self._submit,
+            chunk=settings.groups.fan_out_chunk,
+            peers=self._topic_peers if peering.peers else None,
         )
         self.segments = SegmentService(
             self.store,
@@ -130,24 +193,40 @@ class ServerApp:
             timeout=settings.ue.reassembly_timeout_s,
             sweep_interval=d.sweep_interval_s,
         )
-        self.coap = CoapEndpoint(
-            Msgin5g1Resources(
-                self.ue_registry,
-                self.ue_inbox,
-                self.service,
-                self.segments,
-                self.store,
-                self.metrics,
-                topics=self.topics,
+        self._psks = _ue_psks(settings)
+        resources = Msgin5g1Resources(
+            self.ue_registry,
+            self.ue_inbox,
+            self.service,
+            self.segments,
+            self.store,
+            self.metrics,
+            topics=self.topics,
+            access=UeAccess(
+                {psk.identity: psk.ue_svc_id for psk in self._psks},
+                require_dtls=settings.ue.require_dtls,
             ),
-            params=TransmissionParameters(
-                ack_timeout=settings.ue.ack_timeout_s, max_retransmit=settings.ue.max_retransmit
-            ),
-            config=EndpointConfig(max_body_size=settings.ue.max_body_bytes),
+        )
+        coap_params = TransmissionParameters(
+            ack_timeout=settings.ue.ack_timeout_s, max_retransmit=settings.ue.max_retransmit
+        )
+        coap_config = EndpointConfig(
+            max_body_size=settings.ue.max_body_bytes,
+            max_in_progress=settings.ue.max_requests_in_progress,
+            overload_max_age=settings.ue.overload_max_age_s,
+        )
+        self.coap = CoapEndpoint(resources, params=coap_params, config=coap_config)
+        # CoAP over DTLS-PSK (RFC 7252 §9.1, ADR 0016): the same resources on a second port.
+        self.coaps = (
+            CoapEndpoint(resources, params=coap_params, config=coap_config)
+            if settings.server.coaps
+            else None
         )
         self._ready = False
+        self.security = http_security(settings.auth, settings.limits, settings.data_path())
         self.app = AsgiApp(
             [
+                *(self.security.issuer.operations() if self.security.issuer else ()),
                 *msgs_asregistration.operations(self.registry, settings.server.api_root or None),
                 *msgs_msgdelivery.operations(self.service),
                 *ext_gwueregistration.operations(
@@ -155,10 +234,18 @@ class ServerApp:
                 ),
                 *ext_groups.operations(self.groups, settings.server.api_root or None),
                 *msgs_topiclistevent.operations(self.topics, settings.server.api_root or None),
+                *ext_peering.operations(
+                    self.remote_topics,
+                    {p.name: p.api_root for p in peering.peers},
+                    self.topic_follower,
+                ),
                 *operations.operations(self.metrics, lambda: self._ready),
             ],
             self.metrics,
             max_body=settings.server.max_body_bytes,
+            validator=self.security.validator,
+            limiter=self.security.limiter,
+            max_in_flight=self.security.max_in_flight,
         )
         self._gauges()
 
@@ -167,7 +254,75 @@ class ServerApp:
     def _submit(self, deliveries: Sequence[Delivery]) -> None:
         self.dispatcher.submit(deliveries)
 
+    def _cluster(self) -> ClusterNode | None:
+        """The cluster node when [cluster] nats_url is set (ADR 0018), else None."""
+        c = self.settings.cluster
+        if not c.nats_url:
+            return None
+        from msgin5g.cluster.node import ClusterNode, default_instance_id  # `cluster` extra
+
+        def is_coap_ue(address: Address) -> bool:
+            registration = self.ue_registry.get(address.value) if address.kind == UE else None
+            return registration is not None and not registration.via_gateway
+
+        async def reload_registry(name: str) -> None:
+            loads = {
+                "as": self.registry.load,
+                "ue": self.ue_registry.load,
+                "groups": self.groups.load,
+                "topics": self.topics.load,
+            }
+            await loads[name]()
+
+        self.cluster = ClusterNode(
+            store_url=self.settings.store.url,
+            schema=self.settings.store.schema,
+            nats_url=c.nats_url,
+            instance_id=c.instance_id or default_instance_id(),
+            shards=c.shards,
+            lease_ttl=c.lease_ttl_s,
+            heartbeat=c.heartbeat_s,
+            rescan=c.rescan_s,
+            is_coap_ue=is_coap_ue,
+            observing_here=self.ue_inbox.observing,
+            pending_recipients=self.store.recipients_with_pending,
+            reload_registry=reload_registry,
+            end_observation=self.ue_inbox.end,
+        )
+        node = self.cluster
+
+        async def shards_held() -> float:
+            return float(len(node.leases.held))
+
+        async def live_instances() -> float:
+            return float(node.leases.live_instances)
+
+        async def doorbells_sent() -> float:
+            return float(node.doorbells_sent)
+
+        async def doorbells_received() -> float:
+            return float(node.doorbells_received)
+
+        self.metrics.gauge("msgin5g_cluster_shards_held", shards_held)
+        self.metrics.gauge("msgin5g_cluster_live_instances", live_instances)
+        self.metrics.gauge("msgin5g_cluster_doorbells_sent_total", doorbells_sent)
+        self.metrics.gauge("msgin5g_cluster_doorbells_received_total", doorbells_received)
+        return node
+
+    def _changed(self, registry: str) -> Callable[[], None]:
+        def changed() -> None:
+            if self.cluster is not None:
+                self.cluster.changed(registry)
+
+        return changed
+
     def _recipient_online(self, recipient: Address) -> None:
+        if (
+            self.cluster is not None
+            and recipient.kind == UE
+            and self.ue_inbox.observing(recipient.value)
+        ):
+            self.cluster.observing(recipient.value)
         self.dispatcher.wake(recipient)
 
     async def _topiclist_gone(self, subscription_id: str) -> None:
@@ -180,12 +335,32 @@ class ServerApp:
         if message.recipient.kind != UE:
             return (message,)
         registration = self.ue_registry.get(message.recipient.value)
-        if registration is not None and registration.via_gateway:
-            return (message,)  # the gateway fits the message to its bearer (SMS parts, ...)
+        if registration is None or registration.via_gateway:
+            # A gateway fits the message to its bearer (SMS parts, ...); a peer server, for a
+            # UE homed there, to the UE.
+            return (message,)
         size = self.ue_registry.max_segment_size(message.recipient.value)
         return segment_message(message, size, lambda: uuid.uuid4().hex)
 
-    def _rules(self) -> dict[str, Sequence[Rule]]:
+    def _notification_uri(self, peer: str) -> str:
+        """Where `peer` sends the topic-list notifications of our subscription there."""
+        server = self.settings.server
+        root = self.settings.peering.api_root or server.api_root
+        if not root:
+            root = f"{'https' if server.tls_cert else 'http'}://{server.http}"
+        return root.rstrip("/") + ext_peering.notification_path(peer)
+
+    def _topic_peers(self, delivery: Delivery) -> Sequence[Address]:
+        """The peers owed a copy of a topic message: those that have the topic, for a message
+        of this server's own users (a peer's message is not forwarded again, ADR 0013)."""
+        if self.peers.homed_elsewhere(delivery.origin):
+            return ()
+        return [Address(PEER, p) for p in self.remote_topics.peers_for(delivery.recipient.value)]
+
+    def _rules(self, *, local_only: bool = False) -> dict[str, Sequence[Rule]]:
+        """Target resolution (TS 23.554 5.3.2.2); `local_only` leaves out the peers, for
+        messages a peer forwarded (TS 23.554 8.7.5)."""
+
         def registered_as(address: Address) -> Route | None:
             if self.registry.get(address.value) is None:
                 return None
@@ -209,9 +384,18 @@ class ServerApp:
         # A topic exists while it has a current subscriber; without one the message fails with
         # NO_SUBSCRIBERS rather than waiting for a subscriber that may never come (ADR 0011).
         def subscribed_topic(address: Address) -> Route | None:
-            if not self.topics.subscribers(address.value):
+            if not self.topics.subscribers(address.value) and (
+                local_only or not self.remote_topics.peers_for(address.value)
+            ):
                 return None
             return Route(Path.TOPIC_FAN_OUT, reachable=True)
+
+        # A UE or AS this server does not know but a peer's address pattern claims is that
+        # peer's user (TS 23.554 8.7.5 step 2).
+        def peer_user(address: Address) -> Route | None:
+            if self.peers.home_of(address) is None:
+                return None
+            return Route(Path.PEER_SERVER, self.dispatcher.reachable(address))
 
         # Broadcast areas are the Broadcast Message Gateway's to know (it answers 404 for an
         # area it does not serve, which fails the message with a report).
@@ -220,9 +404,11 @@ class ServerApp:
                 return None
             return Route(Path.BROADCAST, self.dispatcher.reachable(address))
 
+        with_peers = self.settings.peering.peers and not local_only
+        peers: tuple[Rule, ...] = (peer_user,) if with_peers else ()
         return {
-            AS: (registered_as,),
-            UE: (registered_ue,),
+            AS: (registered_as, *peers),
+            UE: (registered_ue, *peers),
             GROUP: (known_group,),
             TOPIC: (subscribed_topic,),
             BROADCAST: (broadcast_area,),
@@ -237,17 +423,21 @@ class ServerApp:
         if recipient.kind == TOPIC:
             # Always the fan-out: it answers NO_SUBSCRIBERS when the last one left meanwhile.
             return self.topic_fan_out
+        if recipient.kind == PEER:
+            return self._peer_transport(recipient.value)
         if recipient.kind == UE:
             ue = self.ue_registry.get(recipient.value)
             if ue is None:
-                return None
+                return self._peer_transport(self.peers.home_of(recipient))
             if ue.gateway_api_root is not None:
                 return self._gateway_transport(ue.gateway_type or "", ue.gateway_api_root)
             return self.ue_inbox.transport_for(recipient.value)
         if recipient.kind != AS:
             return None
         registration = self.registry.get(recipient.value)
-        if registration is None or not registration.target_uri:
+        if registration is None:
+            return self._peer_transport(self.peers.home_of(recipient))
+        if not registration.target_uri:
             return None
         transport = self._as_transports.get(recipient.value)
         if transport is None:
@@ -263,6 +453,28 @@ class ServerApp:
             self._as_transports[recipient.value] = transport
         return transport
 
+    def _peer_transport(self, peer: str | None) -> Transport | None:
+        """Forwarding to a configured peer server (outbound/peer_delivery.py)."""
+        if peer is None:
+            return None
+        transport = self._peer_transports.get(peer)
+        if transport is None:
+            root = next((p.api_root for p in self.settings.peering.peers if p.name == peer), None)
+            if root is None:
+                return None
+
+            def stale(topic: str) -> None:
+                self.remote_topics.forget(peer, topic)
+
+            transport = PeerDeliveryTransport(
+                self.http_pool,
+                root,
+                timeout=self.settings.delivery.callback_timeout_s,
+                on_stale=stale,
+            )
+            self._peer_transports[peer] = transport
+        return transport
+
     def _gateway_transport(self, gateway_type: str, api_root: str) -> Transport:
         """msgg-l3gdelivery (L3G) or msgg-n3gdelivery (N3G) at the gateway's apiRoot."""
         key = f"{gateway_type}|{api_root}"
@@ -273,6 +485,8 @@ class ServerApp:
                 "BMG": "msgg-bgdelivery",
             }.get(gateway_type, "msgg-n3gdelivery")
             base = f"{api_root}/{api}/v1"
+            if self.token_source is not None:
+                self.http_pool.authorize(origin_of(api_root), self.token_source)
             transport = HttpDeliveryTransport(
                 self.http_pool, lambda: base, timeout=self.settings.delivery.callback_timeout_s
             )
@@ -328,22 +542,125 @@ class ServerApp:
         await self.topics.load()
         await self.topics.start()
         await self.dispatcher.start()
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.segments.start()
         host, port = split_hostport(self.settings.server.coap, "server.coap")
         await self.coap.start(host, port)
+        if self.coaps is not None:
+            from msgin5g.coap.dtls import DtlsConfig, serve_coaps
+
+            host, port = split_hostport(self.settings.server.coaps, "server.coaps")
+            ue = self.settings.ue
+            await serve_coaps(
+                self.coaps,
+                host,
+                port,
+                {psk.identity: psk.key for psk in self._psks},
+                DtlsConfig(max_sessions=ue.dtls_max_sessions, idle_timeout=ue.dtls_idle_timeout_s),
+            )
+        await self.security.start()
+        await self.topic_follower.start()
         self._ready = True
-        log.info("MSGin5G Server started", extra={"settings": describe(self.settings)})
+        log.info(
+            "MSGin5G Server started",
+            extra={
+                "settings": describe(self.settings),
+                "security": self.security.summary(),
+                "transport_security": self.transport_security(),
+            },
+        )
+
+    def transport_security(self) -> dict[str, object]:
+        """What is enabled of TLS and DTLS (for the start-up log; no secrets)."""
+        server, ue, outbound = self.settings.server, self.settings.ue, self.settings.outbound
+        return {
+            "https": bool(server.tls_cert),
+            "https_client_certificates": bool(server.tls_client_ca),
+            "coaps": server.coaps or None,
+            "ue_psk_identities": len(self._psks),
+            "ue_require_dtls": ue.require_dtls,
+            "outbound_ca_file": bool(outbound.ca_file),
+            "outbound_client_certificate": bool(outbound.client_cert),
+        }
 
     async def stop(self) -> None:
         self._ready = False
+        await self.topic_follower.stop()
         await self.coap.stop()
+        if self.coaps is not None:
+            await self.coaps.stop()
+        await self.topics.stop()
         await self.segments.stop()
         await self.dispatcher.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         for transport in (*self._as_transports.values(), *self._gateway_transports.values()):
             await transport.aclose()
+        for peer in self._peer_transports.values():
+            await peer.aclose()
         await self.http_pool.aclose()
         await self.store.close()
         log.info("MSGin5G Server stopped")
+
+
+def _outbound_tls(settings: Settings) -> bool | ssl.SSLContext:
+    """The TLS context toward https:// peers from [outbound]; raises SettingsError."""
+    outbound = settings.outbound
+    if not outbound.ca_file and not outbound.client_cert:
+        return True
+    try:
+        return client_tls_context(outbound.ca_file, outbound.client_cert, outbound.client_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"[outbound] TLS files: {exc}") from None
+
+
+def _ue_psks(settings: Settings) -> tuple[UePsk, ...]:
+    """The UEs' DTLS pre-shared keys from ue.psk_file; raises SettingsError."""
+    if not settings.ue.psk_file:
+        return ()
+    try:
+        return load_psk_file(settings.ue.psk_file)
+    except PskFileError as exc:
+        raise SettingsError(f"ue.psk_file: {exc}") from None
+
+
+def _store(settings: Settings) -> SqliteStore | PostgresStore:
+    """The store `store.url` selects: PostgreSQL for a postgresql:// URL (ADR 0017), else the
+    embedded SQLite file under the data dir (ADR 0003)."""
+    store = settings.store
+    if store.url:
+        from msgin5g.storage.postgres import PostgresStore  # the `postgres` extra
+
+        return PostgresStore(
+            store.url, clock=time.time, schema=store.schema, pool_size=store.pool_size
+        )
+    return SqliteStore(
+        settings.data_path() / "msgin5g.sqlite3", clock=time.time, synchronous=store.synchronous
+    )
+
+
+SHUTDOWN_GRACE_S = 2.0
+"""After SIGTERM, how long the HTTP server may wait for open connections to close. Requests in
+flight finish in milliseconds; what granian would otherwise wait for without end are the idle
+keep-alive connections that peers and gateways hold open to us."""
+
+
+async def _serve_until_stopped(serving: Coroutine[Any, Any, None], stopping: asyncio.Event) -> None:
+    task = asyncio.ensure_future(serving)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # an error of the HTTP server itself (a port taken, ...)
+            return
+        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE_S)
+        if not done:
+            log.info("closing connections still open after the grace period")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        stopped.cancel()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -372,7 +689,7 @@ async def serve(settings: Settings) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    tls = {}
+    tls: dict[str, object] = {}
     if settings.server.tls_cert:
         from pathlib import Path as FsPath
 
@@ -380,6 +697,9 @@ async def serve(settings: Settings) -> None:
             "ssl_cert": FsPath(settings.server.tls_cert),
             "ssl_key": FsPath(settings.server.tls_key),
         }
+        if settings.server.tls_client_ca:  # mutual TLS: a client certificate is required
+            tls["ssl_ca"] = FsPath(settings.server.tls_client_ca)
+            tls["ssl_client_verify"] = True
     http = Granian(
         server.app,
         address=host,
@@ -392,8 +712,14 @@ async def serve(settings: Settings) -> None:
         **tls,  # type: ignore[arg-type]
     )
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        stopping.set()
+        http.stop()  # type: ignore[no-untyped-call]
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, http.stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
         log.info(
             "listening",
@@ -403,7 +729,7 @@ async def serve(settings: Settings) -> None:
                 "data_dir": settings.server.data_dir,
             },
         )
-        await http.serve()
+        await _serve_until_stopped(http.serve(), stopping)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

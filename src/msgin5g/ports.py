@@ -258,6 +258,17 @@ class TopicListNotifier(Protocol):
     def notify(self, watch: TopicListWatch, changes: Sequence[tuple[str, TopicChange]]) -> None: ...
 
 
+class TopicListSource(Protocol):
+    """A peer server's topic list (TS 29.538 MSGS_TopiclistEvent, consumer side)."""
+
+    async def subscribe(self, peer: str, notification_uri: str) -> tuple[str, float]:
+        """Subscribe to `peer`'s topic list; returns (the subscription's URI, its expiry).
+        Raises on any failure."""
+        ...
+
+    async def unsubscribe(self, peer: str, subscription: str) -> None: ...
+
+
 class Renderer(Protocol):
     """Turns domain objects into the wire bodies queued for recipients (TS 29.538 shapes)."""
 

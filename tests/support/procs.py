@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,8 @@ class ServerProcess(ChildProcess):
     coap_port: int = field(default_factory=lambda: free_port(socket.SOCK_DGRAM))
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    args: Sequence[str] = ()
+    """Extra command-line flags, e.g. ("--store", "postgresql://...")."""
 
     @property
     def url(self) -> str:
@@ -107,6 +109,7 @@ class ServerProcess(ChildProcess):
                     f"127.0.0.1:{self.coap_port}",
                     "--data-dir",
                     str(self.data_dir),
+                    *self.args,
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,

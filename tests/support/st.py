@@ -34,8 +34,13 @@ def run(
     env: dict[str, str] | None = None,
     request_timeout: int = 5,
     timeout: float = 300,
+    checks: tuple[str, ...] = CHECKS,
+    mode: str = "all",
+    max_examples: int = MAX_EXAMPLES,
+    phases: str = PHASES,
 ) -> dict[tuple[str, str], set[int]]:
-    """Run every check on `spec` at `base` (the API's `{apiRoot}/<apiName>/v1`).
+    """Run every check on `spec` at `base` (the API's `{apiRoot}/<apiName>/v1`); `checks`,
+    `mode`, `max_examples` and `phases` narrow or widen the run (the fuzz tests).
 
     `hooks` is (module name, source) written into `workdir`. Asserts a clean run and that every
     request stayed under `base` with no 5xx; returns the statuses seen per (method, path below
@@ -49,8 +54,8 @@ def run(
     # `python -m schemathesis.cli` is the `st` entry point, run by this very interpreter.
     command = [
         sys.executable, "-m", "schemathesis.cli", "--no-color", "--config-file", str(config),
-        "run", str(spec), "--url", base, "--checks", ",".join(CHECKS), "--phases", PHASES,
-        "--max-examples", str(MAX_EXAMPLES), "--seed", "1",
+        "run", str(spec), "--url", base, "--checks", ",".join(checks), "--phases", phases,
+        "--mode", mode, "--max-examples", str(max_examples), "--seed", "1",
         "--request-timeout", str(request_timeout),
         "--report", "har", "--report-har-path", str(har),
     ]  # fmt: skip

@@ -4,6 +4,10 @@
 No web framework: DESIGN 4 measured frameworks as the ceiling of the hot paths. Paths follow
 `{apiRoot}/<apiName>/v1/...` (TS 29.501 4.4.1); an unknown version of a known API is 400
 INVALID_API, an unknown path 404, a known path with another method 405.
+
+Admission (ADR 0015), before the body is read: the bearer token of a protected API (scope =
+apiName), the caller's rate limit (429 TOO_MANY_REQUESTS) and the cap on requests in flight
+(429 NF_CONGESTION_RISK), both with Retry-After.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Any
 from msgin5g.api import problems
 from msgin5g.api.http import HttpError, Request, Response, header_map, read_body
 from msgin5g.observability import Metrics, Series
+from msgin5g.security.principal import Principal, scope_of
+from msgin5g.security.ratelimit import RateLimiter
+from msgin5g.security.tokens import TokenValidator, insufficient_scope, missing_token
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +92,30 @@ class AsgiApp:
         metrics: Metrics,
         *,
         max_body: int = 1_048_576,
+        validator: TokenValidator | None = None,
+        limiter: RateLimiter | None = None,
+        max_in_flight: int = 0,
     ) -> None:
         self._router = Router(operations)
         self._metrics = metrics
         self._max_body = max_body
         self._series: dict[tuple[str, int], Series] = {}
+        self._validator = validator
+        self._limiter = limiter
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._scopes = {op.path: scope_of(op.path) for op in operations}
+        self._limited = {
+            op.path
+            for op in operations
+            if self._scopes[op.path] is not None or op.path.startswith("/oauth2/")
+        }
+
+    def protect(self, validator: TokenValidator, limiter: RateLimiter | None = None) -> None:
+        """Require bearer tokens from now on (a gateway's msgg API, set up by its CLI)."""
+        self._validator = validator
+        if limiter is not None:
+            self._limiter = limiter
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -118,21 +144,36 @@ class AsgiApp:
                 )
             name = op.name
             headers = header_map(scope)
-            body = (
-                await read_body(receive, headers, self._max_body, needs_json=op.json_body)
-                if method in ("POST", "PUT", "PATCH")
-                else b""
-            )
-            request = Request(
-                method=method,
-                path=path,
-                headers=headers,
-                body=body,
-                scheme=scope.get("scheme", "http"),
-                server=scope.get("server"),
-                params=params,
-            )
-            response = await op.handler(request)
+            principal = None
+            limited = op.path in self._limited
+            if limited:
+                try:
+                    principal = await self._admit(scope, headers, self._scopes[op.path])
+                except HttpError:
+                    if method in ("POST", "PUT", "PATCH"):
+                        await _discard_body(receive, self._max_body)
+                    raise
+                self._in_flight += 1
+            try:
+                body = (
+                    await read_body(receive, headers, self._max_body, needs_json=op.json_body)
+                    if method in ("POST", "PUT", "PATCH")
+                    else b""
+                )
+                request = Request(
+                    method=method,
+                    path=path,
+                    headers=headers,
+                    body=body,
+                    scheme=scope.get("scheme", "http"),
+                    server=scope.get("server"),
+                    params=params,
+                    principal=principal,
+                )
+                response = await op.handler(request)
+            finally:
+                if limited:
+                    self._in_flight -= 1
         except Exception as exc:
             response = problems.from_exception(exc)
         key = (name, response.status)
@@ -150,6 +191,65 @@ class AsgiApp:
             {"type": "http.response.start", "status": response.status, "headers": headers_out}
         )
         await send({"type": "http.response.body", "body": response.body})
+
+    async def _admit(
+        self, scope: MutableMapping[str, Any], headers: dict[bytes, bytes], api: str | None
+    ) -> Principal | None:
+        """Authenticate (when on and `api` is protected), then apply the limits; raises."""
+        principal = None
+        if self._validator is not None and api is not None:
+            authorization = headers.get(b"authorization", b"")
+            if not authorization.startswith(b"Bearer ") and authorization[:7].lower() != b"bearer ":
+                raise missing_token()
+            token = authorization[7:]
+            principal = self._validator.cached(token)
+            if principal is None:
+                # Verifying costs a signature check: it counts against the caller's address.
+                if self._limiter is not None:
+                    self._check_rate(_remote(scope))
+                principal = await self._validator.verify(token)
+            if api not in principal.scopes:
+                raise insufficient_scope(api)
+        if self._limiter is not None:
+            self._check_rate(principal.client_id if principal is not None else _remote(scope))
+        if self._max_in_flight and self._in_flight >= self._max_in_flight:
+            raise HttpError(
+                429,
+                "the server is saturated; retry later",
+                cause="NF_CONGESTION_RISK",
+                headers=[(b"retry-after", b"1")],
+            )
+        return principal
+
+    def _check_rate(self, key: str) -> None:
+        assert self._limiter is not None
+        wait = self._limiter.take(key)
+        if wait:
+            raise HttpError(
+                429,
+                "request rate limit exceeded",
+                cause="TOO_MANY_REQUESTS",
+                headers=[(b"retry-after", str(wait).encode())],
+            )
+
+
+async def _discard_body(receive: Any, limit: int) -> None:
+    """Take a refused request's body (up to `limit`, unparsed) before answering: an HTTP/2
+    answer that overtakes the upload makes the server reset the stream, which clients such as
+    curl report as an error instead of the refusal."""
+    taken = 0
+    while taken <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        taken += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _remote(scope: MutableMapping[str, Any]) -> str:
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:?"
 
 
 def _not_found(path: str) -> HttpError:

@@ -13,12 +13,18 @@ Bodies are JSON (Content-Format 50) with `msgType` and the TS 29.538 field names
 4.00 `{"cause","detail"}`, 4.04 unknown registration or UE, 4.05 wrong method, 4.13 too large
 (the CoAP endpoint, from its max_body_size), 4.15 a Content-Format other than 50, 5.03 when
 the store cannot commit. Every 2.01/2.04 is sent after the store committed what it answers.
+
+UE authentication (our extension of DESIGN 2.3; ADR 0016, docs/security.md): a request that
+came over DTLS-PSK carries the PSK identity, which may act only as the ueSvcId provisioned for
+it; acting as another UE (REG, DEREG, inbox observe, MSG/IMDN/topics `oriAddr`) is 4.03
+`{"cause":"NOT_OWNER"}`. Over plain CoAP, a ueSvcId provisioned for DTLS, or any request at all
+when DTLS is required, is 4.01 `{"cause":"UNAUTHENTICATED"}`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
@@ -152,6 +158,37 @@ class Error(msgspec.Struct):
     detail: str
 
 
+class Unauthenticated(MsgIn5GError):
+    """The request needs an authenticated (DTLS) peer: 4.01."""
+
+    cause = "UNAUTHENTICATED"
+
+
+class UeAccess:
+    """Which PSK identity may act as which ueSvcId, and whether plain CoAP is refused."""
+
+    def __init__(self, owners: Mapping[str, str] | None = None, *, require_dtls: bool = False):
+        self._owners = dict(owners or {})
+        self.provisioned = frozenset(self._owners.values())
+        self.require_dtls = require_dtls
+
+    def check(self, identity: str | None, ue_service_id: str) -> None:
+        """Raises Unauthenticated (4.01) or Forbidden NOT_OWNER (4.03)."""
+        if identity is None:
+            if ue_service_id in self.provisioned:
+                raise Unauthenticated(f"UE {ue_service_id!r} is provisioned for DTLS: use coaps://")
+            return
+        if self._owners.get(identity) != ue_service_id:
+            raise Forbidden(
+                f"the DTLS identity {identity!r} may not act as UE {ue_service_id!r}",
+                cause="NOT_OWNER",
+            )
+
+    def owned(self, identity: str) -> str | None:
+        """The ueSvcId provisioned for ``identity``."""
+        return self._owners.get(identity)
+
+
 _typed = msgspec.json.Decoder(Typed).decode
 _registration = msgspec.json.Decoder(Registration).decode
 _msg = msgspec.json.Decoder(Msg).decode
@@ -181,6 +218,8 @@ def error_response(exc: Exception) -> CoapResponse:
         return _json(Code.NOT_FOUND, Error(exc.cause, exc.detail))
     if isinstance(exc, Forbidden):
         return _json(Code.FORBIDDEN, Error(exc.cause, exc.detail))
+    if isinstance(exc, Unauthenticated):
+        return _json(Code.UNAUTHORIZED, Error(exc.cause, exc.detail))
     if isinstance(exc, Overloaded | StorageFailure):
         retry = exc.retry_after if isinstance(exc, Overloaded) else 1
         return CoapResponse(
@@ -220,7 +259,9 @@ class Msgin5g1Resources:
         store: MessageStore,
         metrics: Metrics,
         topics: TopicRegistry | None = None,
+        access: UeAccess | None = None,
     ) -> None:
+        self._access = access or UeAccess()
         self._registry = registry
         self._inbox = inbox
         self._service = service
@@ -228,7 +269,7 @@ class Msgin5g1Resources:
         self._store = store
         self._metrics = metrics
         self._topics = topics
-        self._posts: dict[str, Callable[[bytes], Awaitable[CoapResponse]]] = {
+        self._posts: dict[str, Callable[[bytes, str | None], Awaitable[CoapResponse]]] = {
             "registrations": self._register,
             "messages": self._message,
             "reports": self._report,
@@ -248,6 +289,8 @@ class Msgin5g1Resources:
     async def _route(self, request: CoapRequest, rest: tuple[str, ...]) -> CoapResponse:
         method = request.method
         try:
+            if self._access.require_dtls and request.peer_identity is None:
+                raise Unauthenticated("this server serves UEs over DTLS only: use coaps://")
             match (method, rest):
                 case (
                     Code.POST,
@@ -258,8 +301,9 @@ class Msgin5g1Resources:
                             Code.UNSUPPORTED_CONTENT_FORMAT,
                             Error("UNSUPPORTED_MEDIA_TYPE", "bodies are application/json (50)"),
                         )
-                    return await self._posts[rest[0]](request.payload)
+                    return await self._posts[rest[0]](request.payload, request.peer_identity)
                 case (Code.DELETE, ("registrations", registration_id)):
+                    self._check_deregistration(request.peer_identity, registration_id)
                     await self._registry.deregister(registration_id)
                     return CoapResponse(Code.DELETED)
                 case (Code.GET, ("ues", ue_service_id, "inbox")):
@@ -274,15 +318,39 @@ class Msgin5g1Resources:
                 case _:
                     return CoapResponse(Code.NOT_FOUND)
         except MsgIn5GError as exc:
-            if not isinstance(exc, InvalidRequest | NotFound):
+            if isinstance(exc, Forbidden | Unauthenticated):
+                log.info(
+                    "MSGin5G-1 request refused: %s",
+                    exc.detail,
+                    extra={"cause": exc.cause, "remote": str(request.remote)},
+                )
+            elif not isinstance(exc, InvalidRequest | NotFound):
                 log.warning("MSGin5G-1 request failed: %s", exc)
             return error_response(exc)
 
     # resources ---------------------------------------------------------------------------------
 
-    async def _register(self, body: bytes) -> CoapResponse:
+    def _check_deregistration(self, identity: str | None, registration_id: str) -> None:
+        access = self._access
+        if identity is not None:
+            owned = access.owned(identity)
+            current = self._registry.get(owned) if owned is not None else None
+            if current is None or current.registration_id != registration_id:
+                raise Forbidden(
+                    f"registration {registration_id!r} is not the one of the DTLS identity"
+                    f" {identity!r}",
+                    cause="NOT_OWNER",
+                )
+            return
+        for ue_service_id in access.provisioned:
+            current = self._registry.get(ue_service_id)
+            if current is not None and current.registration_id == registration_id:
+                access.check(None, ue_service_id)
+
+    async def _register(self, body: bytes, identity: str | None) -> CoapResponse:
         reg = _decoded(_registration, body, _REG_MANDATORY)
         _expect(reg.msgType, "REG")
+        self._access.check(identity, reg.ueSvcId)
         registration = await self._registry.register(
             reg.ueSvcId,
             max_segment_size=reg.maxSegSize,
@@ -297,6 +365,7 @@ class Msgin5g1Resources:
         )
 
     async def _inbox_resource(self, request: CoapRequest, ue_service_id: str) -> CoapResponse:
+        self._access.check(request.peer_identity, ue_service_id)
         if self._registry.get(ue_service_id) is None:
             raise NotFound(f"UE {ue_service_id!r} is not registered", cause="TARGET_NOT_FOUND")
         pending = await self._store.pending_count(Address(UE, ue_service_id))
@@ -304,14 +373,17 @@ class Msgin5g1Resources:
             self._inbox.attach(ue_service_id, request.accept_observation())
         return CoapResponse(Code.CONTENT, b'{"pending":%d}' % pending, ContentFormat.JSON)
 
-    async def _message(self, body: bytes) -> CoapResponse:
+    async def _message(self, body: bytes, identity: str | None) -> CoapResponse:
         typed = _decoded(_typed, body, _MSG_MANDATORY)
         _expect(typed.msgType, "MSG")
         if typed.aggregated:
             bundle = _decoded(_aggregated, body, frozenset({"msgType", "aggregated"}))
+            for m in bundle.aggregated:
+                self._check_origin(identity, m.oriAddr)
             answers = [_response_for(m.msgId, await self._accept(m)) for m in bundle.aggregated]
             return _json(Code.CHANGED, MsgResp("MSGRESP", aggregated=answers))
         msg = _decoded(_msg, body, _MSG_MANDATORY)
+        self._check_origin(identity, msg.oriAddr)
         return _json(Code.CHANGED, _response_for(msg.msgId, await self._accept(msg)))
 
     async def _accept(self, msg: Msg) -> Acceptance:
@@ -347,7 +419,16 @@ class Msgin5g1Resources:
             return message
         return msgspec.structs.replace(message, priority=Priority.parse(msg.priority))
 
-    async def _report(self, body: bytes) -> CoapResponse:
+    def _check_origin(self, identity: str | None, origin: w.Address) -> None:
+        if identity is None and not self._access.provisioned:
+            return  # no PSKs configured: nothing to check on the hot path
+        address = translate.address(origin)
+        if address.kind == UE:
+            self._access.check(identity, address.value)
+        elif identity is not None:
+            raise Forbidden("oriAddr must be the UE of the DTLS identity", cause="NOT_OWNER")
+
+    async def _report(self, body: bytes, identity: str | None) -> CoapResponse:
         imdn = _decoded(_imdn, body, _IMDN_MANDATORY)
         _expect(imdn.msgType, "IMDN")
         report = translate.report(
@@ -361,11 +442,12 @@ class Msgin5g1Resources:
         )
         if report.reporter.kind != UE:
             raise InvalidRequest("oriAddr/addrType must be UE", cause="MANDATORY_IE_INCORRECT")
+        self._access.check(identity, report.reporter.value)
         self._require_registered(report.reporter)
         acceptance = await self._service.accept_report(report)
         return _json(Code.CHANGED, _response_for(imdn.msgId, acceptance))
 
-    async def _segment_control(self, body: bytes) -> CoapResponse:
+    async def _segment_control(self, body: bytes, identity: str | None) -> CoapResponse:
         control = _decoded(_segment_control, body, _SEG_MANDATORY)
         _expect(control.msgType, ("SEGREC", "SEGCONFIR"))
         if control.msgType == "SEGREC":
@@ -380,7 +462,7 @@ class Msgin5g1Resources:
         await self._segments.confirm(control.segId)
         return CoapResponse(Code.CHANGED)
 
-    async def _topic(self, body: bytes) -> CoapResponse:
+    async def _topic(self, body: bytes, identity: str | None) -> CoapResponse:
         if self._topics is None:
             raise NotFound("topics are not available on this server", cause="TARGET_NOT_FOUND")
         request = _decoded(_topic_request, body, _TOPIC_MANDATORY)
@@ -388,6 +470,7 @@ class Msgin5g1Resources:
         ue = translate.address(request.oriAddr)
         if ue.kind != UE:
             raise InvalidRequest("oriAddr/addrType must be UE", cause="MANDATORY_IE_INCORRECT")
+        self._access.check(identity, ue.value)
         self._require_registered(ue)
         if request.msgType == "TOPICUNSUB":
             await self._topics.unsubscribe(ue, request.msgTopics)

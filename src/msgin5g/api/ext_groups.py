@@ -15,6 +15,7 @@ from msgin5g.api.http import Request, Response
 from msgin5g.api.problems import decode_error
 from msgin5g.api.translate import address, wire_address
 from msgin5g.core.errors import NotFound
+from msgin5g.security import policy
 from msgin5g.services.groups import GroupRegistry
 from msgin5g.wire.ext import Group, GroupDefinition
 
@@ -29,6 +30,7 @@ def operations(groups: GroupRegistry, api_root: str | None) -> list[Operation]:
         return _encode(Group(groupId=group_id, members=[wire_address(m) for m in members]))
 
     async def put(request: Request) -> Response:
+        policy.require_admin(request.principal)
         group_id = request.params["groupId"]
         try:
             definition = _decode(request.body)
@@ -42,12 +44,14 @@ def operations(groups: GroupRegistry, api_root: str | None) -> list[Operation]:
         return Response(201 if created else 200, body(group_id), headers=headers)
 
     async def get(request: Request) -> Response:
+        policy.require_admin(request.principal)
         group_id = request.params["groupId"]
         if groups.members(group_id) is None:
             raise NotFound(f"no group {group_id!r}", cause="TARGET_NOT_FOUND")
         return Response(200, body(group_id))
 
     async def delete(request: Request) -> Response:
+        policy.require_admin(request.principal)
         await groups.delete(request.params["groupId"])
         return Response(204, content_type=None)
 

@@ -18,6 +18,7 @@ from msgin5g.api.http import Request, Response
 from msgin5g.api.problems import decode_error
 from msgin5g.api.translate import check_api_root
 from msgin5g.core.errors import InvalidField, InvalidRequest
+from msgin5g.security import policy
 from msgin5g.wire.ext import (
     GW_LEGACY_3GPP,
     GW_NON_3GPP,
@@ -45,6 +46,10 @@ class GatewayUeRegistrar(Protocol):
         """Remove one registration; raises NotFound for an unknown id."""
         ...
 
+    def ue_of(self, registration_id: str) -> str | None:
+        """The ueSvcId of a current registration (for the owner check), None if unknown."""
+        ...
+
 
 def operations(registrar: GatewayUeRegistrar, api_root: str | None) -> list[Operation]:
     async def register(request: Request) -> Response:
@@ -59,6 +64,7 @@ def operations(registrar: GatewayUeRegistrar, api_root: str | None) -> list[Oper
                 fields=[InvalidField("/gwType", "expected L3G or N3G")],
             )
         check_api_root(body.gwApiRoot, "/gwApiRoot")
+        policy.check_ues(request.principal, body.ueSvcIds)
         pairs = await registrar.register_via_gateway(
             body.gwType, body.gwApiRoot.rstrip("/"), body.ueSvcIds
         )
@@ -69,7 +75,12 @@ def operations(registrar: GatewayUeRegistrar, api_root: str | None) -> list[Oper
         return Response(201, _encode(ack), headers=[(b"location", location.encode())])
 
     async def deregister(request: Request) -> Response:
-        await registrar.deregister(request.params["registrationId"])
+        registration_id = request.params["registrationId"]
+        if request.principal is not None:
+            ue = registrar.ue_of(registration_id)
+            owned = ue is not None and request.principal.speaks_for("UE", ue)
+            policy.check_owner(request.principal, owned, f"registration {registration_id!r}")
+        await registrar.deregister(registration_id)
         return Response(204, content_type=None)
 
     return [

@@ -11,7 +11,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from msgin5g.core.errors import MsgIn5GError
+from msgin5g.security.principal import Principal
 
 JSON = b"application/json"
 PROBLEM_JSON = b"application/problem+json"
@@ -44,6 +47,8 @@ class Request:
     scheme: str
     server: tuple[str, int] | None
     params: dict[str, str] = field(default_factory=dict)
+    principal: Principal | None = None
+    """The authenticated client; None when authentication is off (ADR 0015)."""
 
     def base_url(self, api_root: str | None) -> str:
         """The apiRoot used in absolute URIs (Location): configured, else from Host."""
@@ -114,4 +119,31 @@ async def read_body(
         more = message.get("more_body", False)
     if declared is not None and declared != len(body):
         raise HttpError(411, "Content-Length does not match the body", cause="INCORRECT_LENGTH")
+    if needs_json and b"\\u0000" in body and _has_nul(body):
+        raise HttpError(
+            400,
+            "strings must not contain U+0000 (binary content travels as base64, DESIGN 2.1)",
+            cause="INVALID_MSG_FORMAT",
+        )
     return body
+
+
+def _has_nul(body: bytes) -> bool:
+    """Whether any JSON string (key or value) of `body` holds U+0000, which no store column
+    can keep; a body that is not JSON is left to the decoder's error."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

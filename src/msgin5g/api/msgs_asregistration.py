@@ -9,6 +9,7 @@ from msgin5g.api.app import Operation
 from msgin5g.api.http import Request, Response
 from msgin5g.api.problems import decode_error
 from msgin5g.api.translate import check_target_uri
+from msgin5g.security import policy
 from msgin5g.services.registration import AsRegistry
 from msgin5g.wire.msgs import ASRegistration, ASRegistrationAck
 from msgin5g.wire.problem import ProblemDetails
@@ -25,6 +26,7 @@ def operations(registry: AsRegistry, api_root: str | None) -> list[Operation]:
             body = _decode(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, _MANDATORY) from None
+        policy.check_as_service(request.principal, body.asSvcId)
         check_target_uri(body.targetUri)
         profile = _encode(body.asProf) if body.asProf is not None else None
         saved = await registry.register(body.asSvcId, body.appId, body.targetUri, profile)
@@ -35,7 +37,14 @@ def operations(registry: AsRegistry, api_root: str | None) -> list[Operation]:
         return Response(201, _encode(ack), headers=[(b"location", location.encode())])
 
     async def deregister(request: Request) -> Response:
-        await registry.deregister(request.params["registrationId"])
+        registration_id = request.params["registrationId"]
+        principal = request.principal
+        if principal is not None:
+            # Only the registrations of the caller's own asSvcIds (ADR 0015).
+            own = (registry.get(a) for a in principal.as_svc_ids)
+            owned = any(r is not None and r.registration_id == registration_id for r in own)
+            policy.check_owner(principal, owned, f"registration {registration_id!r}")
+        await registry.deregister(registration_id)
         return Response(204, content_type=None)
 
     return [

@@ -12,6 +12,7 @@ from msgin5g.api import translate
 from msgin5g.api.app import Operation
 from msgin5g.api.http import Request, Response
 from msgin5g.api.problems import decode_error
+from msgin5g.security import policy
 from msgin5g.services.delivery import MessageService
 from msgin5g.wire.common import DeliveryStatusReport
 from msgin5g.wire.msgs import ASMessageDelivery, UEMessageDelivery
@@ -30,7 +31,9 @@ def operations(service: MessageService) -> list[Operation]:
             body = _as_decode(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, _MESSAGE_MANDATORY) from None
-        acceptance = await service.accept(translate.as_message(body))
+        message = translate.as_message(body)
+        policy.check_originator(request.principal, message.originator)
+        acceptance = await service.accept(message)
         return Response(200, translate.ack(body.oriAddr, body.msgId, acceptance))
 
     async def deliver_ue_message(request: Request) -> Response:
@@ -38,7 +41,9 @@ def operations(service: MessageService) -> list[Operation]:
             body = _ue_decode(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, _MESSAGE_MANDATORY) from None
-        acceptance = await service.accept(translate.ue_message(body))
+        message = translate.ue_message(body)
+        policy.check_originator(request.principal, message.originator)
+        acceptance = await service.accept(message)
         return Response(200, translate.ack(body.oriAddr, body.msgId, acceptance))
 
     async def deliver_report(request: Request) -> Response:
@@ -46,7 +51,9 @@ def operations(service: MessageService) -> list[Operation]:
             body = _report_decode(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, _REPORT_MANDATORY) from None
-        acceptance = await service.accept_report(translate.report(body))
+        report = translate.report(body)
+        policy.check_reporter(request.principal, report.reporter)
+        acceptance = await service.accept_report(report)
         return Response(200, translate.ack(body.oriAddr, body.msgId, acceptance))
 
     return [

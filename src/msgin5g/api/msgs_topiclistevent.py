@@ -32,6 +32,7 @@ from msgin5g.api.http import Request, Response
 from msgin5g.api.problems import decode_error
 from msgin5g.api.translate import address, check_api_root
 from msgin5g.core.errors import InvalidField, InvalidRequest
+from msgin5g.security import policy
 from msgin5g.services.topics import TopicRegistry
 from msgin5g.wire.topics import (
     TopicListSubscription,
@@ -74,6 +75,7 @@ def operations(topics: TopicRegistry, api_root: str | None) -> list[Operation]:
         except msgspec.DecodeError as exc:
             raise decode_error(exc, frozenset({"oriAddr", "destAddr", "notificationURI"})) from None
         check_api_root(body.notificationURI, "/notificationURI")
+        policy.check_originator(request.principal, address(body.oriAddr))
         watch = await topics.add_watch(
             address(body.oriAddr), body.notificationURI, _expiry(body.exprTime)
         )
@@ -88,6 +90,7 @@ def operations(topics: TopicRegistry, api_root: str | None) -> list[Operation]:
             body = _decode_list_unsub(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, frozenset({"oriAddr", "destAddr"})) from None
+        policy.check_originator(request.principal, address(body.oriAddr))
         await topics.remove_watch(request.params["subscriptionId"], address(body.oriAddr))
         return Response(204, content_type=None)
 
@@ -96,6 +99,7 @@ def operations(topics: TopicRegistry, api_root: str | None) -> list[Operation]:
             body = _decode_sub(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, frozenset({"oriAddr", "msgTopics"})) from None
+        policy.check_originator(request.principal, address(body.oriAddr))
         granted = await topics.subscribe(
             address(body.oriAddr), body.msgTopics, _expiry(body.exprTime)
         )
@@ -108,6 +112,7 @@ def operations(topics: TopicRegistry, api_root: str | None) -> list[Operation]:
             body = _decode_unsub(request.body)
         except msgspec.DecodeError as exc:
             raise decode_error(exc, frozenset({"oriAddr", "msgTopics"})) from None
+        policy.check_originator(request.principal, address(body.oriAddr))
         await topics.unsubscribe(address(body.oriAddr), body.msgTopics)
         return Response(204, content_type=None)
 

@@ -70,6 +70,37 @@ def _common(parser: argparse.ArgumentParser, default_http: str) -> None:
     parser.add_argument("--retry-max", type=float, default=10.0, help="seconds")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", choices=["json", "text"], default="json")
+    _auth_args(parser)
+
+
+def _auth_args(parser: argparse.ArgumentParser) -> None:
+    """OAuth 2.0 toward the server and on the msgg API (ADR 0015)."""
+    group = parser.add_argument_group("authentication")
+    group.add_argument("--token-url", default="", help="token endpoint for tokens toward --server")
+    group.add_argument(
+        "--token-client-id",
+        dest="auth_client_id",
+        default="",
+        help="our client id at --token-url (mqtt's --client-id is the MQTT one)",
+    )
+    group.add_argument(
+        "--token-secret-file",
+        dest="client_secret_file",
+        default="",
+        help="file holding our client secret (default: $MSGIN5G_AUTH_CLIENT_SECRET)",
+    )
+    group.add_argument(
+        "--auth-jwks", default="", help="JWK Set (file or URL) that signs callers' tokens"
+    )
+    group.add_argument("--auth-issuer", default="msgin5g", help="iss of callers' tokens")
+    group.add_argument("--auth-audience", default="msgin5g", help="aud of callers' tokens")
+    group.add_argument(
+        "--auth-client",
+        action="append",
+        default=[],
+        metavar="CLIENT_ID",
+        help="a client (server) allowed to call the msgg API (repeat)",
+    )
 
 
 def _add_kinds(parser: argparse.ArgumentParser) -> None:
@@ -151,9 +182,43 @@ def _gateway_settings(args: argparse.Namespace, gw_type: str, default_dir: str) 
         insecure=args.insecure,
         retry_initial=args.retry_initial,
         retry_max=args.retry_max,
+        **_auth_settings(args),
     )
     settings.validate()
     return settings
+
+
+def _auth_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from msgin5g.security.client import TokenSource, read_secret
+    from msgin5g.security.setup import gateway_validator
+
+    out: dict[str, Any] = {}
+    if args.token_url:
+        if not args.auth_client_id:
+            raise SettingsError("--token-url needs --token-client-id")
+        try:
+            secret = read_secret(secret_file=args.client_secret_file)
+        except OSError as exc:
+            raise SettingsError(f"--client-secret-file: {exc.strerror}") from None
+        if not secret:
+            raise SettingsError(
+                "--token-url needs a secret: --token-secret-file or $MSGIN5G_AUTH_CLIENT_SECRET"
+            )
+        out["uplink_auth"] = TokenSource(args.token_url, args.auth_client_id, secret)
+    if args.auth_jwks:
+        if not args.auth_client:
+            raise SettingsError("--auth-jwks needs at least one --auth-client")
+        out["validator"] = gateway_validator(
+            args.auth_jwks, args.auth_issuer, args.auth_audience, args.auth_client
+        )
+    return out
+
+
+def _protect(gateway: Any, settings: Any) -> Any:
+    """Require the callers' tokens on the gateway's msgg API when --auth-jwks is given."""
+    if settings.validator is not None:
+        gateway.app.protect(settings.validator)
+    return gateway
 
 
 def _run_sms(args: argparse.Namespace) -> int:
@@ -200,7 +265,7 @@ def _run_sms(args: argparse.Namespace) -> int:
     )
     _configure_logging(args.log_level, args.log_format)
     try:
-        asyncio.run(serve(SmsGateway(settings), gateway.http))
+        asyncio.run(serve(_protect(SmsGateway(settings), gateway), gateway.http))
     except OSError as exc:
         print(f"msgin5g gateway sms: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -228,7 +293,7 @@ def _run_mqtt(args: argparse.Namespace) -> int:
     )
     _configure_logging(args.log_level, args.log_format)
     try:
-        asyncio.run(serve(MqttGateway(settings), gateway.http))
+        asyncio.run(serve(_protect(MqttGateway(settings), gateway), gateway.http))
     except OSError as exc:
         print(f"msgin5g gateway mqtt: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -268,7 +333,7 @@ def _run_broadcast(args: argparse.Namespace) -> int:
         return 2
     _configure_logging(args.log_level, args.log_format)
     try:
-        asyncio.run(serve(BroadcastGateway(settings), gateway.http))
+        asyncio.run(serve(_protect(BroadcastGateway(settings), gateway), gateway.http))
     except OSError as exc:
         print(f"msgin5g gateway broadcast: cannot start: {exc}", file=sys.stderr)
         return 1

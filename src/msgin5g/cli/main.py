@@ -17,6 +17,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from msgin5g import __version__
+from msgin5g.core.errors import StorageFailure
 from msgin5g.observability import JsonFormatter
 from msgin5g.settings import Settings, SettingsError, load
 
@@ -48,7 +49,22 @@ def run_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
 def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http", help="HTTP listen address HOST:PORT (h2c and HTTP/1.1)")
     parser.add_argument("--coap", help="CoAP listen address HOST:PORT (UDP)")
+    parser.add_argument(
+        "--coaps", help="CoAP over DTLS-PSK listen address HOST:PORT (UDP; needs ue.psk_file)"
+    )
     parser.add_argument("--data-dir", help="directory of the embedded store")
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DB for the PostgreSQL store;"
+        " default: the embedded SQLite store in --data-dir",
+    )
+    parser.add_argument(
+        "--nats",
+        metavar="URL",
+        help="nats://HOST:PORT: run as one of several instances sharing the --store"
+        " PostgreSQL database, work moved over NATS JetStream (docs/deployment.md)",
+    )
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument(
         "--insecure",
@@ -67,11 +83,14 @@ def _run_server(args: argparse.Namespace) -> int:
             for k, v in {
                 "http": args.http,
                 "coap": args.coap,
+                "coaps": args.coaps,
                 "data_dir": args.data_dir,
                 "insecure": args.insecure,
             }.items()
             if v is not None
-        }
+        },
+        "store": {"url": args.store} if args.store is not None else {},
+        "cluster": {"nats_url": args.nats} if args.nats is not None else {},
     }
     try:
         settings = load(args.config, overrides)
@@ -81,7 +100,10 @@ def _run_server(args: argparse.Namespace) -> int:
     _configure_logging(settings)
     try:
         run_loop(serve(settings), settings.server.loop)
-    except OSError as exc:
+    except SettingsError as exc:  # found while building the server, e.g. in ue.psk_file
+        print(f"msgin5g: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, StorageFailure) as exc:
         print(f"msgin5g: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -140,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     from msgin5g.cli.gateway import add_gateway_parser
 
     add_gateway_parser(sub)
+
+    from msgin5g.cli.auth import add_auth_parser
+
+    add_auth_parser(sub)
     return parser
 
 

@@ -10,6 +10,8 @@ import uuid
 
 import httpx
 
+from msgin5g.security.client import TokenUnavailable, bearer_auth
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default="http://127.0.0.1:8080", help="server apiRoot")
@@ -21,6 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", action="store_true", help="ask for a delivery status report")
     parser.add_argument("--store", action="store_true", help="store and forward if unreachable")
     parser.add_argument("--priority", choices=["HIGH", "MIDDLE", "LOW"])
+    parser.add_argument("--token-url", default="", help="OAuth 2.0 token endpoint (ADR 0015)")
+    parser.add_argument("--client-id", default="", help="client id at --token-url")
+    parser.add_argument(
+        "--client-secret-file",
+        default="",
+        help="file holding the client secret (default: $MSGIN5G_AUTH_CLIENT_SECRET)",
+    )
 
 
 async def send(args: argparse.Namespace) -> int:
@@ -42,10 +51,17 @@ async def send(args: argparse.Namespace) -> int:
         body["priority"] = args.priority
     url = args.server.rstrip("/") + "/msgs-msgdelivery/v1/deliver-as-message"
     use_h2c = url.startswith("http://")
+    try:
+        auth = bearer_auth(args.token_url, args.client_id, args.client_secret_file)
+    except (TokenUnavailable, OSError) as exc:
+        print(f"msgin5g send: {exc}", file=sys.stderr)
+        return 2
     async with httpx.AsyncClient(http1=not use_h2c, http2=True, timeout=30) as client:
         try:
-            response = await client.post(url, json=body)
-        except httpx.HTTPError as exc:
+            response = await client.post(
+                url, json=body, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT
+            )
+        except (httpx.HTTPError, TokenUnavailable) as exc:
             print(f"msgin5g send: {exc!r}", file=sys.stderr)
             return 1
     print(json.dumps(response.json(), indent=2))

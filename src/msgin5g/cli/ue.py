@@ -3,6 +3,7 @@
 
     msgin5g ue --server coap://HOST:PORT --id UE [--send TO --payload P [--report] [--store]]
                [--max-seg-size N] [--count N] [--seconds S] [--no-auto-report]
+               [--psk-identity ID --psk-key-file FILE]   (with coaps://HOST:PORT, DTLS-PSK)
 
 Registers, observes its inbox and prints one JSON line per event on stdout: the REG answer,
 the MSGRESP of what it sent, `{"pending":n}`, then each MSG (reassembled) or IMDN received.
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from msgin5g.coap import CoapError
@@ -24,7 +26,13 @@ from msgin5g.sdk.ue import SdkError, UeClient
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", default="coap://127.0.0.1:5683", help="coap://HOST:PORT")
+    parser.add_argument(
+        "--server", default="coap://127.0.0.1:5683", help="coap://HOST:PORT or coaps://HOST:PORT"
+    )
+    parser.add_argument("--psk-identity", help="DTLS PSK identity (with a coaps:// server)")
+    parser.add_argument(
+        "--psk-key-file", help="file holding the DTLS pre-shared key as text (with coaps://)"
+    )
     parser.add_argument("--id", dest="ue_id", required=True, help="this UE's UE Service ID")
     parser.add_argument("--send", metavar="TO", help="send one message to TYPE:ADDR first")
     parser.add_argument("--payload", default="", help="text of the message to send")
@@ -47,9 +55,19 @@ def _line(item: Any) -> None:
     sys.stdout.flush()
 
 
+def _psk(args: argparse.Namespace) -> tuple[str, bytes] | None:
+    """The DTLS identity and key (read from --psk-key-file, never from the command line)."""
+    if not (args.psk_identity or args.psk_key_file):
+        return None
+    if not (args.psk_identity and args.psk_key_file):
+        raise ValueError("--psk-identity and --psk-key-file go together")
+    return args.psk_identity, Path(args.psk_key_file).read_bytes().rstrip(b"\r\n")
+
+
 async def _session(args: argparse.Namespace) -> int:
     segment_size = args.max_seg_size or 2048
-    async with UeClient(args.server, args.ue_id, max_segment_size=segment_size) as ue:
+    psk = _psk(args)
+    async with UeClient(args.server, args.ue_id, max_segment_size=segment_size, psk=psk) as ue:
         reg_id = await ue.register(max_segment_size=args.max_seg_size)
         _line({"msgType": "REG", "regId": reg_id, "ueSvcId": args.ue_id})
         if args.send:

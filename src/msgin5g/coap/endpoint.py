@@ -15,7 +15,8 @@ Server (:class:`CoapEndpoint`):
   Confirmable separate response, retransmitted until ACKed.
 - RFC 7252 §5.4.1: an unrecognised critical option in a request gets 4.02 Bad Option; a
   malformed Confirmable datagram gets RST (§4.2), anything else malformed is ignored (§4.3).
-  A handler exception becomes 5.00.
+  A handler exception becomes 5.00. With ``max_in_progress`` handlers running, a new request
+  gets 5.03 Service Unavailable with Max-Age at once (§5.9.3.4) rather than a late answer.
 - RFC 7959: request bodies arrive through Block1 (2.31 Continue, 4.08, 4.13 with Size1);
   response bodies larger than one block (1024 bytes by default, SZX <= 6) go out with Block2
   and ETag, the later blocks served from a per-remote-and-URI cache of the representation.
@@ -155,6 +156,11 @@ class EndpointConfig:
     """SO_RCVBUF of the UDP socket: ACKs of many UEs arrive in bursts while the loop is busy
     with other work, and a dropped ACK costs a 2-3 s retransmission (capped by the kernel's
     net.core.rmem_max)."""
+    max_in_progress: int = 0
+    """Requests whose handler is running at once; a new one beyond it is answered 5.03 with
+    Max-Age ``overload_max_age`` at once (RFC 7252 §5.9.3.4) instead of queueing until the
+    client times out. 0 = no limit."""
+    overload_max_age: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +188,9 @@ class CoapRequest:
     remote: Address
     message: Message = field(repr=False)
     _observation: Observation | None = field(default=None, repr=False)
+    peer_identity: str | None = None
+    """The identity the peer authenticated with (the DTLS PSK identity); None over plain
+    CoAP."""
 
     @property
     def options(self) -> tuple[Option, ...]:
@@ -265,7 +274,8 @@ class Observation:
     @property
     def cancel_reason(self) -> str | None:
         """``reset``, ``deregistered``, ``timeout``, ``replaced``, ``rejected``, ``ended``
-        (a non-2.xx notification), ``cancelled``, ``stopped``; None while active."""
+        (a non-2.xx notification), ``cancelled``, ``stopped``, ``session ended`` (the peer's
+        DTLS session ended); None while active."""
         return self._cancelled.result() if self._cancelled.done() else None
 
     async def wait_cancelled(self) -> str:
@@ -501,6 +511,11 @@ class _Layer(asyncio.DatagramProtocol):
         return self._loop.time()
 
 
+def _no_identity(remote: Address) -> str | None:
+    """Plain CoAP authenticates nobody."""
+    return None
+
+
 class _ReplyState:
     __slots__ = ("acked",)
 
@@ -547,6 +562,12 @@ class CoapEndpoint(_Layer):
         self._fetch_waiters: dict[Hashable, asyncio.Future[bool]] = {}
         self._non_notifications: dict[tuple[Address, int], Observation] = {}
         self._etag = self._rng.getrandbits(32)
+        self._in_progress = 0
+        self.overloaded = 0
+        """Requests answered 5.03 because ``max_in_progress`` handlers were running."""
+        self.peer_identity: Callable[[Address], str | None] = _no_identity
+        """Who the peer at an address authenticated as; a security layer in front of the
+        endpoint (:mod:`msgin5g.coap.dtls`) replaces it."""
 
     @property
     def observations(self) -> tuple[Observation, ...]:
@@ -620,6 +641,10 @@ class CoapEndpoint(_Layer):
             registered = self._observations.get((remote, message.token))
             if registered is not None:
                 self._drop_observation(registered, "deregistered")
+        limit = self.config.max_in_progress
+        if limit and self._in_progress >= limit:
+            self._reply_overloaded(message, remote)
+            return
         request = CoapRequest(
             message.code,
             path,
@@ -631,7 +656,9 @@ class CoapEndpoint(_Layer):
             remote,
             message,
             observation,
+            self.peer_identity(remote),
         )
+        self._in_progress += 1  # given back by _serve once the handler has answered
         self._spawn(self._serve(message, remote, request, extra, block2))
 
     async def _serve(
@@ -651,7 +678,10 @@ class CoapEndpoint(_Layer):
                 loop.time() + self._piggyback_delay, self._early_ack, message, remote, state
             )
         try:
-            response = await self._handle(request)
+            try:
+                response = await self._handle(request)
+            finally:
+                self._in_progress -= 1
         except Exception:
             logger.exception(
                 "CoAP handler failed for %s /%s from %s",
@@ -728,6 +758,13 @@ class CoapEndpoint(_Layer):
             data = encode(Message(_NON, code, self._mids(), message.token, options, payload))
         self._send(data, remote)
 
+    def _reply_overloaded(self, message: Message, remote: Address) -> None:
+        self.overloaded += 1
+        age = ((OptionNumber.MAX_AGE, encode_uint(self.config.overload_max_age)),)
+        content = ((OptionNumber.CONTENT_FORMAT, encode_uint(ContentFormat.JSON)),)
+        body = b'{"cause":"NF_CONGESTION","detail":"too many requests in progress"}'
+        self._reply(message, remote, Code.SERVICE_UNAVAILABLE, (*content, *age), body)
+
     def _reply_too_large(self, message: Message, remote: Address, limit: int) -> None:
         options = ((OptionNumber.SIZE1, encode_uint(limit)),)
         self._reply(message, remote, Code.REQUEST_ENTITY_TOO_LARGE, options)
@@ -779,6 +816,13 @@ class CoapEndpoint(_Layer):
         if previous is not None and previous is not observation:
             self._drop_observation(previous, "replaced")
         self._observations[key] = observation
+
+    def forget_peer(self, remote: Address) -> None:
+        """End the observations of ``remote``: its security session ended, and a later peer
+        on the same address must not receive what was meant for this one."""
+        for key, observation in list(self._observations.items()):
+            if key[0] == remote:
+                self._drop_observation(observation, "session ended")
 
     def _drop_observation(self, observation: Observation, reason: str) -> None:
         key = (observation.remote, observation.token)

@@ -17,6 +17,9 @@ AS = "AS"
 GROUP = "GROUP"
 BROADCAST = "BC"
 TOPIC = "TOPIC"
+PEER = "PEER"
+"""Not a TS 29.538 kind: a peer MSGin5G Server as the recipient of the topic messages its
+subscribers are owed (ADR 0013). It appears on the wire only in reports about such a copy."""
 
 
 class Address(msgspec.Struct, frozen=True, gc=False):

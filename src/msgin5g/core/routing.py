@@ -23,6 +23,7 @@ class Path(enum.Enum):
     GROUP_FAN_OUT = "group"
     BROADCAST = "broadcast"
     TOPIC_FAN_OUT = "topic"
+    PEER_SERVER = "peer"
 
 
 @dataclass(frozen=True, slots=True)

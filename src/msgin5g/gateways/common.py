@@ -37,9 +37,10 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -50,7 +51,9 @@ from msgin5g.api.http import Request, Response
 from msgin5g.core.errors import StorageFailure
 from msgin5g.observability import Metrics, Series
 from msgin5g.outbound.h2c import H2cClient as UplinkHttp
-from msgin5g.outbound.http_client import HttpClientPool, PeerUnavailable
+from msgin5g.outbound.http_client import Authorizer, HttpClientPool, PeerUnavailable
+from msgin5g.security.client import TokenUnavailable
+from msgin5g.security.tokens import TokenValidator
 from msgin5g.settings import SettingsError, is_loopback, split_hostport
 from msgin5g.wire.common import DeliveryStatusReport
 from msgin5g.wire.msgs import MessageDeliveryAck, UEMessageDelivery
@@ -102,6 +105,10 @@ class GatewaySettings:
     uplink_concurrency: int = 12
     request_timeout: float = 10.0
     registration_refresh: float = 300.0
+    uplink_auth: Authorizer | None = field(default=None, repr=False, compare=False)
+    """Bearer tokens toward the server (security.client.TokenSource; ADR 0015)."""
+    validator: TokenValidator | None = field(default=None, repr=False, compare=False)
+    """Checks the bearer tokens of callers of the msgg API (the server); None: open."""
 
     @property
     def gw_api_root(self) -> str:
@@ -115,7 +122,7 @@ class GatewaySettings:
         host, _ = split_hostport(self.http, "--http")
         if not self.server_url.startswith(("http://", "https://")):
             raise SettingsError(f"--server must be an http(s):// apiRoot, got {self.server_url!r}")
-        if not is_loopback(host) and not self.insecure:
+        if not is_loopback(host) and not self.insecure and self.validator is None:
             raise SettingsError(
                 f"refusing to listen on non-loopback address {host} without authentication;"
                 " pass --insecure to accept that risk"
@@ -265,6 +272,9 @@ class ServerClient:
         self._db = db
         self._http = http
         self._uplink = UplinkHttp(settings.server_root, http, timeout=settings.request_timeout)
+        if settings.uplink_auth is not None:
+            parts = urlsplit(settings.server_root)
+            http.authorize(f"{parts.scheme}://{parts.netloc}", settings.uplink_auth)
         self._counters = counters
         self._log = logger or log
         self._items: dict[int, _Outgoing] = {}
@@ -495,7 +505,13 @@ class Registrar:
         body = {"gwType": s.gw_type, "gwApiRoot": s.gw_api_root, "ueSvcIds": ue_ids}
         self.attempts += 1
         try:
-            response = await self._client.post(url, json=body)
+            headers = {}
+            if s.uplink_auth is not None:
+                headers["authorization"] = (await s.uplink_auth.authorization()).decode()
+            response = await self._client.post(url, json=body, headers=headers)
+        except TokenUnavailable as exc:
+            self._warn(str(exc), ue_ids)
+            return False
         except httpx.HTTPError as exc:
             self._warn(f"server unreachable: {type(exc).__name__}: {exc}", ue_ids)
             return False

@@ -61,7 +61,9 @@ class H2cConnection:
         """True once the peer sent its SETTINGS: it speaks h2c."""
         self._task = asyncio.create_task(self._read(), name="h2c-client")
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post(
+        self, path: str, body: bytes, authorization: bytes | None = None
+    ) -> tuple[int, bytes]:
         if self.closed:
             raise PeerUnavailable("connection closed")
         h2 = self.h2
@@ -72,18 +74,17 @@ class H2cConnection:
             if self.closed:
                 raise PeerUnavailable("connection closed")
         stream_id = h2.get_next_available_stream_id()
-        h2.send_headers(
-            stream_id,
-            [
-                (b":method", b"POST"),
-                (b":scheme", b"http"),
-                (b":authority", self._authority),
-                (b":path", path.encode()),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            end_stream=not body,
-        )
+        headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"http"),
+            (b":authority", self._authority),
+            (b":path", path.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if authorization is not None:
+            headers.append((b"authorization", authorization))
+        h2.send_headers(stream_id, headers, end_stream=not body)
         stream = _Stream(asyncio.get_running_loop().create_future())
         self._streams[stream_id] = stream
         view = memoryview(body)
@@ -198,10 +199,15 @@ class H2cClient:
         """Returns (status, body). Raises PeerUnavailable when no answer came."""
         if self._h1:
             return await self._post_fallback(path, body)
+        authorizer = self._fallback.authorizer(self._origin)
+        authorization = await self._fallback.auth_header(self._origin) if authorizer else None
         conn = await self._connection()
         try:
             async with asyncio.timeout(self._timeout):
-                return await conn.post(path, body)
+                status, answer = await conn.post(path, body, authorization)
+                if status == 401 and authorizer is not None:
+                    authorizer.invalidate()  # expired or revoked: fetch anew on the retry
+                return status, answer
         except TimeoutError:
             raise PeerUnavailable("no answer in time") from None
         except PeerUnavailable:

@@ -25,13 +25,25 @@ DELIVERY = "/msgs-msgdelivery/v1"
 class AsClient:
     """One Application Server (AS Service ID `as_service_id`) talking to one server."""
 
-    def __init__(self, api_root: str, as_service_id: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_root: str,
+        as_service_id: str,
+        *,
+        timeout: float = 30.0,
+        auth: httpx.Auth | None = None,
+    ) -> None:
+        """`auth`: e.g. security.client.BearerAuth for a server with authentication on."""
         self.api_root = api_root.rstrip("/")
         self.as_service_id = as_service_id
         self.registration_url: str | None = None
         h2c = self.api_root.startswith("http://")
         self._http = httpx.AsyncClient(
-            base_url=self.api_root, http1=not h2c, http2=True, timeout=timeout
+            base_url=self.api_root,
+            http1=not h2c,
+            http2=True,
+            timeout=timeout,
+            auth=auth,
         )
 
     async def __aenter__(self) -> AsClient:

@@ -13,6 +13,9 @@ segments; segments received are reassembled before `inbox()` yields the message,
 with SEGCONFIR, and missing ones asked for again with SEGREC. Notifications are acknowledged
 when `inbox()` takes them, so the server counts an item as handed over only then; delivery is
 at least once and the client drops repeats it has seen recently (by originator, msgId, segment).
+
+With a `coaps://` server and `psk=(identity, key)` the client speaks CoAP over DTLS 1.2 with a
+pre-shared key (RFC 7252 §9.1.3.1; needs the `dtls` extra, python-mbedtls; ADR 0016).
 """
 
 from __future__ import annotations
@@ -43,12 +46,13 @@ class SdkError(Exception):
         self.body = body
 
 
-def parse_coap_uri(uri: str, default_port: int = 5683) -> tuple[str, int]:
-    """`coap://HOST[:PORT]` (or `HOST:PORT`) to a numeric (address, port) pair."""
+def parse_coap_uri(uri: str, default_port: int | None = None) -> tuple[str, int]:
+    """`coap://HOST[:PORT]`, `coaps://HOST[:PORT]` (or `HOST:PORT`) to a numeric (address,
+    port) pair; the default port is 5683, 5684 for coaps."""
     parts = urlsplit(uri if "://" in uri else f"coap://{uri}")
-    if parts.scheme != "coap" or not parts.hostname:
-        raise ValueError(f"expected coap://HOST:PORT, got {uri!r}")
-    port = parts.port or default_port
+    if parts.scheme not in ("coap", "coaps") or not parts.hostname:
+        raise ValueError(f"expected coap://HOST:PORT or coaps://HOST:PORT, got {uri!r}")
+    port = parts.port or default_port or (5684 if parts.scheme == "coaps" else 5683)
     info = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_DGRAM)
     return str(info[0][4][0]), port
 
@@ -106,7 +110,14 @@ class UeClient:
         max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
         params: TransmissionParameters | None = None,
         logger: logging.Logger | None = None,
+        psk: tuple[str, bytes] | None = None,
     ) -> None:
+        secure = isinstance(server, str) and server.startswith("coaps://")
+        if secure and psk is None:
+            raise ValueError("a coaps:// server needs psk=(identity, key)")
+        if psk is not None and not secure:
+            raise ValueError("psk=(identity, key) needs a coaps:// server")
+        self._psk = psk
         self.remote = parse_coap_uri(server) if isinstance(server, str) else server
         self.ue_service_id = ue_service_id
         self.max_segment_size = max_segment_size
@@ -117,7 +128,13 @@ class UeClient:
         self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
 
     async def __aenter__(self) -> UeClient:
-        await self._client.start()
+        if self._psk is None:
+            await self._client.start()
+            return self
+        from msgin5g.coap.dtls_client import connect_coaps
+
+        identity, key = self._psk
+        await connect_coaps(self._client, self.remote[0], self.remote[1], identity, key)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

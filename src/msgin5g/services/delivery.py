@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from msgin5g.core.message import (
     GROUP,
     TOPIC,
+    UE,
     Acceptance,
     AckStatus,
+    Address,
     Delivery,
     DeliveryKind,
     Message,
@@ -29,6 +31,7 @@ from msgin5g.core.retry import ExpiryPolicy
 from msgin5g.core.routing import Route, Rule, Unroutable, resolve
 from msgin5g.observability import Metrics
 from msgin5g.ports import MessageRecord, MessageStore, NewDelivery, Outcome, Renderer
+from msgin5g.services.quotas import StoredMessageQuota
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ class MessageService:
         idempotency_window: float = 86_400.0,
         recent_limit: int = 100_000,
         segmenter: Callable[[Message], Sequence[Message]] | None = None,
+        homed_elsewhere: Callable[[Address], bool] | None = None,
+        relayed_rules: dict[str, Sequence[Rule]] | None = None,
+        quota: StoredMessageQuota | None = None,
     ) -> None:
         self._store = store
         self._submit = submit
@@ -68,6 +74,13 @@ class MessageService:
         self._recent_limit = recent_limit
         # Cuts a message into one message per segment for its recipient (TS 23.554 8.5.2).
         self._segmenter = segmenter
+        # Bounds what waits for one UE (ue.max_stored_messages, ADR 0020).
+        self._quota = quota
+        # Interconnection (TS 23.554 8.7.5, ADR 0013): a message whose originator is a peer
+        # server's user came from that peer and resolves with `relayed_rules` (this server's
+        # own recipients only), so it never crosses a second server-to-server hop.
+        self._homed_elsewhere = homed_elsewhere
+        self._relayed_rules = relayed_rules if relayed_rules is not None else rules
         self._counted = {
             outcome: metrics.counter("msgin5g_messages_total", outcome=outcome)
             for outcome in ("accepted", "stored", "failed", "duplicate")
@@ -77,13 +90,21 @@ class MessageService:
 
     async def accept(self, message: Message) -> Acceptance:
         """Accept one message; the returned Acceptance is durable when this returns."""
-        key = (message.originator.key, message.message_id)
+        relayed = self._homed_elsewhere is not None and self._homed_elsewhere(message.originator)
+        # A peer forwards one copy per member of a group it expands, all with the sender's
+        # (oriAddr, msgId): for relayed messages the recipient is part of the identity.
+        origin_key = (
+            f"{message.originator.key}>{message.recipient.key}"
+            if relayed
+            else message.originator.key
+        )
+        key = (origin_key, message.message_id)
         known = self._recent.get(key)
         if known is not None:
             self._counted["duplicate"].value += 1
             return known
         now = self._clock()
-        acceptance = self._decide(message, now)
+        acceptance = self._decide(message, now, relayed)
         expires_at = self._expiry.message_expiry(now, message.store_and_forward, message.expires_at)
         deliveries: list[NewDelivery] = []
         if acceptance.status is not AckStatus.FAILED:
@@ -119,6 +140,13 @@ class MessageService:
                     )
                     for part in parts
                 )
+        quota = self._quota if message.recipient.kind == UE and deliveries else None
+        if quota is not None:
+            refusal = await quota.reserve(message.recipient, len(deliveries))
+            if refusal is not None:
+                acceptance = Acceptance(AckStatus.FAILED, refusal)
+                deliveries = []
+                quota = None
         record = MessageRecord(
             origin=message.originator,
             message_id=message.message_id,
@@ -128,7 +156,19 @@ class MessageService:
             report_received=False,
             keep_until=max(expires_at, now + self._idempotency_window),
         )
-        previous, created = await self._store.accept(record, deliveries)
+        created: list[Delivery] = []
+        try:
+            previous, created = await self._store.accept(record, deliveries)
+        finally:
+            if quota is not None:  # settled on every exit, a failed commit included
+                quota.settle(message.recipient, len(deliveries), committed=bool(created))
+        if previous is not None and relayed and previous.recipient != message.recipient:
+            # Another member's copy of a message the peer fanned out (see `key` above).
+            if acceptance.status is not AckStatus.FAILED:
+                self._submit(await self._store.add_deliveries_once(deliveries))
+            self._remember(key, acceptance)
+            self._counted[_OUTCOMES[acceptance.status]].value += 1
+            return acceptance
         if previous is not None:
             self._remember(key, previous.acceptance)
             self._counted["duplicate"].value += 1
@@ -152,10 +192,10 @@ class MessageService:
             )
         return acceptance
 
-    def _decide(self, message: Message, now: float) -> Acceptance:
+    def _decide(self, message: Message, now: float, relayed: bool) -> Acceptance:
         if message.expires_at is not None and message.expires_at <= now:
             return Acceptance(AckStatus.FAILED, "EXPIRED: exprTime is already in the past")
-        route = resolve(message.recipient, self._rules)
+        route = resolve(message.recipient, self._relayed_rules if relayed else self._rules)
         if isinstance(route, Unroutable):
             return Acceptance(AckStatus.FAILED, route.cause)
         assert isinstance(route, Route)
@@ -178,7 +218,7 @@ class MessageService:
     async def accept_report(self, report: Report) -> Acceptance:
         """Correlate `report` with its message and queue it toward the original sender."""
         record = await self._store.find_message(report.recipient, report.message_id)
-        failure = self._check_report(report, record)
+        failure = self._check_report(report, record, self._homed_elsewhere)
         if failure is not None:
             self._metrics.inc("msgin5g_reports_total", outcome="refused")
             log.info(
@@ -196,7 +236,10 @@ class MessageService:
             report.recipient,
             report.message_id,
             self._report_delivery(report),
-            per_member=record.recipient.kind in (GROUP, TOPIC),
+            # One report per member, also for the members of a peer's group or topic that
+            # share one relayed record here.
+            per_member=record.recipient.kind in (GROUP, TOPIC)
+            or (self._homed_elsewhere is not None and self._homed_elsewhere(record.origin)),
         )
         if created is None:
             self._metrics.inc("msgin5g_reports_total", outcome="duplicate")
@@ -206,13 +249,24 @@ class MessageService:
         return Acceptance(AckStatus.FORWARDED)
 
     @staticmethod
-    def _check_report(report: Report, record: MessageRecord | None) -> str | None:
+    def _check_report(
+        report: Report,
+        record: MessageRecord | None,
+        homed_elsewhere: Callable[[Address], bool] | None,
+    ) -> str | None:
         if record is None:
             return (
                 f"UNKNOWN_MESSAGE: no message {report.message_id!r} from"
                 f" {report.recipient.key} is known"
             )
-        if record.recipient != report.reporter and record.recipient.kind not in (GROUP, TOPIC):
+        # A message a peer forwarded may have reached several members here under one record;
+        # the peer that holds the original checks the reporter again.
+        relayed = homed_elsewhere is not None and homed_elsewhere(record.origin)
+        if (
+            record.recipient != report.reporter
+            and record.recipient.kind not in (GROUP, TOPIC)
+            and not relayed
+        ):
             return (
                 f"NOT_A_RECIPIENT: {report.reporter.key} was not sent message {report.message_id!r}"
             )

@@ -16,9 +16,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 
+from msgin5g.core.errors import StorageFailure
 from msgin5g.core.lifecycle import Event, State, advance
 from msgin5g.core.message import Address, Delivery
 from msgin5g.core.retry import RetryPolicy
@@ -44,6 +46,20 @@ EXPIRED_CAUSE = "EXPIRED: not delivered before the message expired"
 
 ReportFactory = Callable[[Delivery, Outcome, str], NewDelivery | None]
 """Builds the failure report owed to the originator of a delivery that failed or expired."""
+
+
+class Ownership(Protocol):
+    """Which lanes this instance runs when several share one store (ADR 0018)."""
+
+    def owns(self, recipient: Address) -> bool: ...
+
+    def hand_off(self, recipient: Address, token: str | None = None) -> None:
+        """Tell the owner of `recipient` that it has new stored work."""
+        ...
+
+    def reachable(self, recipient: Address) -> bool | None:
+        """Reachability of a recipient owned elsewhere; None: judge it locally."""
+        ...
 
 
 @dataclass(slots=True)
@@ -77,6 +93,7 @@ class Dispatcher:
         buffer_limit: int = 1024,
         sweep_interval: float = 1.0,
         on_delivered: Callable[[Delivery], Awaitable[None]] | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self._store = store
         self._transport_for = transport_for
@@ -88,6 +105,7 @@ class Dispatcher:
         self._buffer_limit = buffer_limit
         self._sweep_interval = sweep_interval
         self._on_delivered = on_delivered
+        self._ownership = ownership
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -99,6 +117,10 @@ class Dispatcher:
     async def start(self) -> None:
         """Resume every recipient that has stored work, then start the expiry sweeper."""
         for recipient in await self._store.recipients_with_pending():
+            # An unreachable recipient (a UE not observing yet) gets no lane: its work waits
+            # in the store until wake(), so a million stored messages cost no memory here.
+            if not self._owns(recipient) or self._transport_for(recipient) is None:
+                continue
             lane = self._lane(recipient)
             lane.spilled = True
             self._kick(lane)
@@ -120,13 +142,27 @@ class Dispatcher:
 
     def submit(self, deliveries: Iterable[Delivery]) -> None:
         """Hand newly committed deliveries to their lanes (they are already durable)."""
+        handed: set[str] = set()
         for delivery in deliveries:
-            lane = self._lane(delivery.recipient)
+            if not self._owns(delivery.recipient):
+                if delivery.recipient.key not in handed and self._ownership is not None:
+                    handed.add(delivery.recipient.key)
+                    self._ownership.hand_off(delivery.recipient, f"d{delivery.delivery_id}")
+                continue
+            lane = self._lanes.get(delivery.recipient.key)
+            if lane is None:
+                if self._transport_for(delivery.recipient) is None:
+                    continue  # stored; wake() loads it when the recipient becomes reachable
+                lane = self._lane(delivery.recipient)
             self._push(lane, delivery)
             self._kick(lane)
 
     def wake(self, recipient: Address) -> None:
         """The recipient became reachable: reload its stored work and try at once."""
+        if not self._owns(recipient):
+            if self._ownership is not None:
+                self._ownership.hand_off(recipient)
+            return
         lane = self._lanes.get(recipient.key)
         if lane is None:
             lane = self._lane(recipient)
@@ -137,6 +173,10 @@ class Dispatcher:
 
     def reachable(self, recipient: Address) -> bool:
         """True when a message for `recipient` would be handed over now, not stored."""
+        if self._ownership is not None and not self._ownership.owns(recipient):
+            remote = self._ownership.reachable(recipient)
+            if remote is not None:
+                return remote
         if self._transport_for(recipient) is None:
             return False
         lane = self._lanes.get(recipient.key)
@@ -150,6 +190,25 @@ class Dispatcher:
                 lane.heap = [e for e in lane.heap if e[1] not in ids]
                 heapq.heapify(lane.heap)
                 lane.known -= ids
+
+    def reload(self, recipient: Address) -> None:
+        """Another instance stored work for `recipient`: read it from the store (ADR 0018)."""
+        lane = self._lanes.get(recipient.key)
+        if lane is not None:
+            lane.spilled = True
+        self.wake(recipient)
+
+    def active(self, recipient: Address) -> bool:
+        """True when `recipient` has a lane that is not parked."""
+        lane = self._lanes.get(recipient.key)
+        return lane is not None and not lane.parked
+
+    def busy(self, match: Callable[[Address], bool]) -> bool:
+        """True while a hand-over to a recipient that `match`es is in flight."""
+        return any(lane.in_flight and match(lane.recipient) for lane in self._lanes.values())
+
+    def _owns(self, recipient: Address) -> bool:
+        return self._ownership is None or self._ownership.owns(recipient)
 
     def in_flight_ids(self) -> list[int]:
         return [i for lane in self._lanes.values() for i in lane.in_flight]
@@ -190,6 +249,11 @@ class Dispatcher:
         while True:
             if self._stopping or lane.parked:
                 return None
+            if not self._owns(lane.recipient):  # its lease moved on: the new owner reloads it
+                lane.heap.clear()
+                lane.known.clear()
+                lane.spilled = False
+                return None
             delay = lane.backoff_until - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -219,6 +283,8 @@ class Dispatcher:
     async def _worker(self, lane: _Lane) -> None:
         try:
             while (delivery := await self._take(lane)) is not None:
+                if not self._owns(lane.recipient):  # lost while paging: it stays stored
+                    continue  # _take drops the lane
                 transport = self._transport_for(lane.recipient)
                 if transport is None:
                     self._park(lane, delivery)
@@ -226,6 +292,8 @@ class Dispatcher:
                 lane.in_flight[delivery.delivery_id] = delivery
                 try:
                     await self._hand_over(lane, transport, delivery)
+                except StorageFailure as exc:
+                    self._keep_after_store_failure(lane, delivery, exc)
                 finally:
                     lane.in_flight.pop(delivery.delivery_id, None)
         except asyncio.CancelledError:
@@ -242,6 +310,27 @@ class Dispatcher:
                 and self._lanes.get(lane.recipient.key) is lane
             ):
                 del self._lanes[lane.recipient.key]
+
+    def _keep_after_store_failure(
+        self, lane: _Lane, delivery: Delivery, exc: StorageFailure
+    ) -> None:
+        """The store could not record an outcome (disk full, ...; ADR 0020): the delivery is
+        still pending there, so it stays in the lane and is tried again after a pause rather
+        than being stranded until a restart (a repeat after a success is at-least-once)."""
+        lane.failures += 1
+        pause = self._retry.delay(lane.failures, self._random.random())
+        lane.backoff_until = max(lane.backoff_until, self._clock() + pause)
+        if not lane.spilled and delivery.delivery_id not in lane.known:
+            heapq.heappush(lane.heap, (int(delivery.priority), delivery.delivery_id, delivery))
+            lane.known.add(delivery.delivery_id)
+        log.warning(
+            "store failure after a hand-over; retrying",
+            extra={
+                "recipient": lane.recipient.key,
+                "msgId": delivery.message_id,
+                "cause": str(exc),
+            },
+        )
 
     def _park(self, lane: _Lane, delivery: Delivery) -> None:
         lane.parked = True

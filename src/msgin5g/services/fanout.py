@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from msgin5g.core.message import Address, Delivery
+from msgin5g.core.message import PEER, Address, Delivery
 from msgin5g.ports import MessageStore, NewDelivery
 
 _decode_body = msgspec.json.Decoder(dict[str, object]).decode
@@ -27,14 +27,19 @@ async def fan_out(
     *,
     chunk: int,
 ) -> int:
-    """Queue `delivery` once per recipient (body `destAddr` set to it); returns how many were
+    """Queue `delivery` once per recipient (body `destAddr` set to it, except for a peer
+    server, which gets the group or topic address to expand itself); returns how many were
     newly queued."""
     body = _decode_body(delivery.body)
+    original = body["destAddr"]
     queued = 0
     for start in range(0, len(recipients), chunk):
         items = []
         for recipient in recipients[start : start + chunk]:
-            body["destAddr"] = {"addrType": recipient.kind, "addr": recipient.value}
+            if recipient.kind == PEER:
+                body["destAddr"] = original
+            else:
+                body["destAddr"] = {"addrType": recipient.kind, "addr": recipient.value}
             items.append(
                 NewDelivery(
                     kind=delivery.kind,

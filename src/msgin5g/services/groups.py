@@ -24,9 +24,17 @@ log = logging.getLogger(__name__)
 class GroupRegistry:
     """The groups and their members, in memory and written through to the store."""
 
-    def __init__(self, store: MessageStore, *, max_members: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: MessageStore,
+        *,
+        max_members: int = 10_000,
+        on_changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._max_members = max_members
+        self._on_changed = on_changed
+        """Called after every committed change (other instances reload, ADR 0018)."""
         self._groups: dict[str, tuple[Address, ...]] = {}
 
     async def load(self) -> None:
@@ -55,6 +63,7 @@ class GroupRegistry:
             )
         created = await self._store.save_group(group_id, unique)
         self._groups[group_id] = unique
+        self._on_changed()
         log.info("group saved", extra={"groupId": group_id, "members": len(unique)})
         return created
 
@@ -62,6 +71,7 @@ class GroupRegistry:
         if not await self._store.delete_group(group_id):
             raise NotFound(f"no group {group_id!r}", cause="TARGET_NOT_FOUND")
         self._groups.pop(group_id, None)
+        self._on_changed()
 
 
 class GroupFanOut:

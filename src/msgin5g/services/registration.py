@@ -22,14 +22,22 @@ log = logging.getLogger(__name__)
 class AsRegistry:
     """In-memory view of the registered Application Servers, written through to the store."""
 
-    def __init__(self, store: MessageStore, on_registered: Callable[[Address], None]) -> None:
+    def __init__(
+        self,
+        store: MessageStore,
+        on_registered: Callable[[Address], None],
+        *,
+        on_changed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._on_registered = on_registered
+        self._on_changed = on_changed
+        """Called after every committed change (other instances reload, ADR 0018)."""
         self._by_service: dict[str, AsRegistration] = {}
 
     async def load(self) -> None:
-        for registration in await self._store.load_as_registrations():
-            self._by_service[registration.as_service_id] = registration
+        """(Re)load every registration from the store."""
+        self._by_service = {r.as_service_id: r for r in await self._store.load_as_registrations()}
 
     def get(self, as_service_id: str) -> AsRegistration | None:
         return self._by_service.get(as_service_id)
@@ -55,6 +63,7 @@ class AsRegistry:
             )
         )
         self._by_service[as_service_id] = saved
+        self._on_changed()
         log.info(
             "AS registered",
             extra={"asSvcId": as_service_id, "registrationId": saved.registration_id},
@@ -70,6 +79,7 @@ class AsRegistry:
         current = self._by_service.get(removed.as_service_id)
         if current is not None and current.registration_id == registration_id:
             del self._by_service[removed.as_service_id]
+        self._on_changed()
         log.info(
             "AS deregistered",
             extra={"asSvcId": removed.as_service_id, "registrationId": registration_id},

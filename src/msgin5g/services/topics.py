@@ -34,6 +34,7 @@ from msgin5g.services.fanout import fan_out
 log = logging.getLogger(__name__)
 
 SUBSCRIBER_KINDS = (UE, AS)
+LIMIT_CAUSE = "SUBSCRIPTION_LIMIT_EXCEEDED"
 
 
 class TopicRegistry:
@@ -49,9 +50,17 @@ class TopicRegistry:
         default_ttl: float = 86_400.0,
         max_ttl: float = 30 * 86_400.0,
         sweep_interval: float = 1.0,
+        on_changed: Callable[[], None] = lambda: None,
+        max_topics_per_subscriber: int = 0,
+        max_watches_per_origin: int = 0,
     ) -> None:
         self._store = store
+        # Limits that keep one party from hurting others (ADR 0020); 0 = no limit.
+        self._max_topics = max_topics_per_subscriber
+        self._max_watches = max_watches_per_origin
         self._notifier = notifier
+        self._on_changed = on_changed
+        """Called after every committed change (other instances reload, ADR 0018)."""
         self._clock = clock
         self._new_id = new_id
         self._default_ttl = default_ttl
@@ -62,9 +71,11 @@ class TopicRegistry:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
-        self._topics = {}
+        """(Re)load from the store; the old view serves until the new one is complete."""
+        topics: dict[str, dict[Address, float]] = {}
         for item in await self._store.load_topic_subscriptions():
-            self._topics.setdefault(item.topic, {})[item.subscriber] = item.expires_at
+            topics.setdefault(item.topic, {})[item.subscriber] = item.expires_at
+        self._topics = topics
         self._watches = {w.subscription_id: w for w in await self._store.load_topiclist_watches()}
 
     async def start(self) -> None:
@@ -130,18 +141,32 @@ class TopicRegistry:
         granted = self._grant(requested, now)
         await self.sweep(now)
         unique = list(dict.fromkeys(topics))
+        if self._max_topics > 0:
+            self._check_topic_limit(subscriber, unique)
         await self._store.save_topic_subscriptions(
             [TopicSubscriber(t, subscriber, granted) for t in unique]
         )
         created = [t for t in unique if not self._topics.get(t)]
         for topic in unique:
             self._topics.setdefault(topic, {})[subscriber] = granted
+        self._on_changed()
         log.info(
             "topic subscription",
             extra={"subscriber": subscriber.key, "topics": unique, "expiresAt": granted},
         )
         self._announce([(t, TopicChange.CREATED) for t in created], now)
         return granted
+
+    def _check_topic_limit(self, subscriber: Address, topics: Sequence[str]) -> None:
+        """Forbidden when `subscriber` would hold more than the allowed number of topics."""
+        held = {t for t, subscribers in self._topics.items() if subscriber in subscribers}
+        wanted = len(held.union(topics))
+        if wanted > self._max_topics:
+            raise Forbidden(
+                f"{subscriber.key} would subscribe to {wanted} topics"
+                f" (limit topics.max_subscriptions_per_subscriber = {self._max_topics})",
+                cause=LIMIT_CAUSE,
+            )
 
     async def unsubscribe(self, subscriber: Address, topics: Sequence[str]) -> None:
         """End `subscriber`'s subscription to `topics`; topics it never had are ignored."""
@@ -161,6 +186,7 @@ class TopicRegistry:
             if not subscribers:
                 del self._topics[topic]
                 deleted.append(topic)
+        self._on_changed()
         log.info("topic unsubscription", extra={"subscriber": subscriber.key, "topics": unique})
         self._announce([(t, TopicChange.DELETED) for t in deleted], now)
 
@@ -171,6 +197,15 @@ class TopicRegistry:
     ) -> TopicListWatch:
         """Create a topic-list subscription; the current topics are announced to it at once."""
         now = self._clock()
+        if self._max_watches > 0:
+            await self.sweep(now)
+            held = sum(1 for w in self._watches.values() if w.origin == origin)
+            if held >= self._max_watches:
+                raise Forbidden(
+                    f"{origin.key} already holds {held} topic-list subscriptions"
+                    f" (limit topics.max_topiclist_subscriptions = {self._max_watches})",
+                    cause=LIMIT_CAUSE,
+                )
         watch = TopicListWatch(
             subscription_id=self._new_id(),
             origin=origin,
@@ -179,6 +214,7 @@ class TopicRegistry:
         )
         await self._store.save_topiclist_watch(watch)
         self._watches[watch.subscription_id] = watch
+        self._on_changed()
         current = self.topics()
         if current:
             self._notifier.notify(watch, [(t, TopicChange.CREATED) for t in current])
@@ -196,6 +232,7 @@ class TopicRegistry:
             )
         await self._store.delete_topiclist_watch(subscription_id)
         self._watches.pop(subscription_id, None)
+        self._on_changed()
 
     async def drop_watch(self, subscription_id: str) -> None:
         """End a topic-list subscription whose notificationURI is gone (404/410)."""
@@ -261,14 +298,19 @@ class TopicFanOut:
         submit: Callable[[Sequence[Delivery]], None],
         *,
         chunk: int = 500,
+        peers: Callable[[Delivery], Sequence[Address]] | None = None,
     ) -> None:
         self._topics = topics
         self._store = store
         self._submit = submit
         self._chunk = chunk
+        # The peer servers owed one copy each (interconnection, services/peering.py).
+        self._peers = peers
 
     async def send(self, delivery: Delivery) -> SendOutcome:
         subscribers = self._topics.subscribers(delivery.recipient.value)
+        if self._peers is not None:
+            subscribers = (*subscribers, *self._peers(delivery))
         if not subscribers:
             return SendOutcome(
                 SendResult.REJECTED,

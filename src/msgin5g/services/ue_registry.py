@@ -9,6 +9,7 @@ messages for a de-registered UE stay queued until they expire or the UE register
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,16 +32,19 @@ class UeRegistry:
         on_registered: Callable[[Address], None],
         on_deregistered: Callable[[Address], Awaitable[None]],
         default_max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
+        on_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        self._on_changed = on_changed
+        """Called after every committed change (other instances reload, ADR 0018)."""
         self._on_registered = on_registered
         self._on_deregistered = on_deregistered
         self._default_max_segment_size = default_max_segment_size
         self._by_ue: dict[str, UeRegistration] = {}
 
     async def load(self) -> None:
-        for registration in await self._store.load_ue_registrations():
-            self._by_ue[registration.ue_service_id] = registration
+        """(Re)load every registration from the store."""
+        self._by_ue = {r.ue_service_id: r for r in await self._store.load_ue_registrations()}
 
     def get(self, ue_service_id: str) -> UeRegistration | None:
         return self._by_ue.get(ue_service_id)
@@ -82,6 +86,7 @@ class UeRegistry:
         )
         replaced = await self._store.save_ue_registration(registration)
         self._by_ue[ue_service_id] = registration
+        self._on_changed()
         log.info(
             "UE registered",
             extra={
@@ -102,6 +107,7 @@ class UeRegistry:
         Returns (ueSvcId, registrationId) pairs in the order given.
         """
         out: list[tuple[str, str]] = []
+        new: list[UeRegistration] = []
         for ue_service_id in dict.fromkeys(ue_service_ids):
             current = self._by_ue.get(ue_service_id)
             if (
@@ -117,15 +123,37 @@ class UeRegistry:
                 gateway_type=gateway_type,
                 gateway_api_root=api_root,
             )
-            await self._store.save_ue_registration(registration)
-            self._by_ue[ue_service_id] = registration
-            self._on_registered(Address(UE, ue_service_id))
+            new.append(registration)
             out.append((ue_service_id, registration.registration_id))
+        # Saved concurrently, so that the store commits them in a few batches rather than
+        # one commit per UE (a gateway may register thousands at once).
+        results = await asyncio.gather(
+            *(self._store.save_ue_registration(r) for r in new), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for registration, result in zip(new, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            self._by_ue[registration.ue_service_id] = registration
+            self._on_registered(Address(UE, registration.ue_service_id))
+        if new:
+            self._on_changed()
+        if failure is not None:
+            raise failure
         log.info(
             "UEs registered by a gateway",
             extra={"gateway": api_root, "gwType": gateway_type, "count": len(out)},
         )
         return out
+
+    def ue_of(self, registration_id: str) -> str | None:
+        """The ueSvcId of the current registration `registration_id` (linear; deregistration
+        is rare), None when no current registration has that id."""
+        for registration in self._by_ue.values():
+            if registration.registration_id == registration_id:
+                return registration.ue_service_id
+        return None
 
     async def deregister(self, registration_id: str) -> UeRegistration:
         """Remove a registration; raises NotFound for an unknown (or replaced) `regId`."""
@@ -135,6 +163,7 @@ class UeRegistry:
         current = self._by_ue.get(removed.ue_service_id)
         if current is not None and current.registration_id == registration_id:
             del self._by_ue[removed.ue_service_id]
+        self._on_changed()
         log.info(
             "UE deregistered",
             extra={"ueSvcId": removed.ue_service_id, "registrationId": registration_id},

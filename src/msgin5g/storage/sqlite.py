@@ -11,6 +11,7 @@ their own connection. Reads use the same connection between commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -307,6 +308,8 @@ class SqliteStore:
         synchronous: str = "NORMAL",
         max_batch: int = 4096,
         checkpoint_interval: float = 1.0,
+        reclaim_threshold: int = 1024,
+        reclaim_pages: int = 1024,
     ) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
@@ -315,6 +318,9 @@ class SqliteStore:
         self._synchronous = synchronous.upper()
         self._max_batch = max_batch
         self._checkpoint_interval = checkpoint_interval
+        self._reclaim_threshold = reclaim_threshold
+        self._reclaim_pages = reclaim_pages
+        self._reclaiming = False
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[
@@ -336,6 +342,7 @@ class SqliteStore:
         # Checkpoints (the only fsync of the WAL in NORMAL mode) run in their own thread so
         # they never stall the event loop.
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        _incremental_vacuum_on(conn)
         self._migrate(conn)
         last = conn.execute(
             "SELECT MAX(v) FROM (SELECT MAX(id) AS v FROM deliveries"
@@ -369,6 +376,8 @@ class SqliteStore:
         # A large store keeps its index pages hot: 64 MiB of page cache, reads through mmap.
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA mmap_size=268435456")
+        # After a checkpoint resets the WAL, cut it back to 64 MiB (a burst may grow it).
+        conn.execute("PRAGMA journal_size_limit=67108864")
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -385,10 +394,42 @@ class SqliteStore:
             while not self._stop_checkpoints.wait(self._checkpoint_interval):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
                 except sqlite3.Error as exc:
                     log.warning("WAL checkpoint failed: %s", exc)
+                    continue
+                if free >= self._reclaim_threshold and self._loop is not None:
+                    with contextlib.suppress(RuntimeError):  # the loop is closing
+                        self._loop.call_soon_threadsafe(self._queue_reclaim)
         finally:
             conn.close()
+
+    # reclamation (ADR 0019) ----------------------------------------------------------------
+
+    def _queue_reclaim(self) -> None:
+        if self._reclaiming or self._conn is None:
+            return
+        self._reclaiming = True
+        self._write(self._reclaim_op).add_done_callback(self._reclaimed)
+
+    def _reclaimed(self, fut: asyncio.Future[int]) -> None:
+        self._reclaiming = False
+        if not fut.cancelled() and fut.exception() is not None:
+            log.warning("store reclamation failed: %s", fut.exception())
+
+    def _reclaim_op(self, conn: sqlite3.Connection) -> int:
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        # sqlite3 steps this statement once, which releases one page: run it once per page.
+        for _ in range(min(free, self._reclaim_pages)):
+            conn.execute("PRAGMA incremental_vacuum(1)")
+        return int(free - conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    async def reclaim(self) -> int:
+        """Give up to `reclaim_pages` free pages back to the file system (the file shrinks
+        at the next checkpoint); returns the pages released. The checkpoint thread queues
+        this whenever `reclaim_threshold` pages or more are free."""
+        released: int = await self._write(self._reclaim_op)
+        return released
 
     # group commit ------------------------------------------------------------------------------
 
@@ -945,6 +986,16 @@ def _find(conn: sqlite3.Connection, origin: Address, message_id: str) -> Message
         (origin.key, message_id),
     ).fetchone()
     return _record(row) if row else None
+
+
+def _incremental_vacuum_on(conn: sqlite3.Connection) -> None:
+    """Store files use auto_vacuum=INCREMENTAL, so the pages of delivered and expired
+    messages can go back to the file system (ADR 0019). A file made without it is rebuilt
+    once (VACUUM; instant for a new, empty file)."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        log.info("store file switched to incremental vacuum")
 
 
 def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
