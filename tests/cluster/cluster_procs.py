@@ -5,15 +5,13 @@ schema and that NATS (ADR 0018), for the cluster tests and scripts/bench/cluster
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.contract.postgres_db import PG_URL
-from tests.support.procs import ServerProcess, free_port
+from tests.support.procs import ServerProcess, free_port, wait_tcp
 
 NATS_SERVER = shutil.which("nats-server") or (
     "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
@@ -55,14 +53,8 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("nats-server did not start")
+        wait_tcp(self.port, "nats-server")
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

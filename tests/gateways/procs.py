@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.procs import ChildProcess, free_port, wait_http
+from tests.support.procs import ChildProcess, free_port, wait_http, wait_tcp
 
 SYSTEM_ID, PASSWORD = "gw", "s3cret"
 
@@ -88,14 +86,8 @@ class SmscProcess:
             ],
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("the SMSC simulator did not start")
+        wait_tcp(self.port, "the SMSC simulator")
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -42,6 +42,18 @@ def wait_http(url: str, timeout: float = 15.0, proc: subprocess.Popen[bytes] | N
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last!r}")
 
 
+def wait_tcp(port: int, what: str, timeout: float = 10.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:`port`; TimeoutError names `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} did not start")
+
+
 FAST_RETRY = {
     "MSGIN5G_DELIVERY_RETRY_INITIAL_S": "0.05",
     "MSGIN5G_DELIVERY_RETRY_MAX_S": "0.3",
@@ -151,14 +163,8 @@ class Receiver:
             cwd=REPO,
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("receiver did not start")
+        wait_tcp(self.port, "receiver")
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -43,38 +44,25 @@ def forwarded_request(delivery: Delivery) -> tuple[str, bytes] | None:
     if delivery.kind is DeliveryKind.REPORT:
         return f"{BASE}/deliver-report", delivery.body
     message = _decode_message(delivery.body)
-    keep = StoreAndForwardParameters(exprTime=datetime.fromtimestamp(delivery.expires_at, UTC))
+    common: dict[str, Any] = {
+        "oriAddr": message.oriAddr,
+        "destAddr": message.destAddr,
+        "msgId": message.msgId,
+        "stoAndFwInd": True,
+        "appId": message.appId,
+        "delivStReqInd": message.delivStReqInd,
+        "payload": message.payload,
+        "segInd": message.segInd,
+        "segParams": message.segParams,
+        "stoAndFwParams": StoreAndForwardParameters(
+            exprTime=datetime.fromtimestamp(delivery.expires_at, UTC)
+        ),
+    }
     if message.oriAddr.addrType == AS:
-        return f"{BASE}/deliver-as-message", _encode(
-            ASMessageDelivery(
-                oriAddr=message.oriAddr,
-                destAddr=message.destAddr,
-                msgId=message.msgId,
-                stoAndFwInd=True,
-                appId=message.appId,
-                delivStReqInd=message.delivStReqInd,
-                payload=message.payload,
-                priority=delivery.priority.name,
-                segInd=message.segInd,
-                segParams=message.segParams,
-                stoAndFwParams=keep,
-            )
-        )
+        body = ASMessageDelivery(**common, priority=delivery.priority.name)
+        return f"{BASE}/deliver-as-message", _encode(body)
     if message.oriAddr.addrType == UE:
-        return f"{BASE}/deliver-ue-message", _encode(
-            UEMessageDelivery(
-                oriAddr=message.oriAddr,
-                destAddr=message.destAddr,
-                msgId=message.msgId,
-                stoAndFwInd=True,
-                appId=message.appId,
-                delivStReqInd=message.delivStReqInd,
-                payload=message.payload,
-                segInd=message.segInd,
-                segParams=message.segParams,
-                stoAndFwParams=keep,
-            )
-        )
+        return f"{BASE}/deliver-ue-message", _encode(UEMessageDelivery(**common))
     return None
 
 
