@@ -3,7 +3,7 @@
 Broadcast (cell broadcast) Message Gateway.
 
     msgin5g gateway sms --server URL --http HOST:PORT --smsc HOST:PORT --system-id ID
-        --password PW --ue UE_SVC_ID=MSISDN ... --mo-to as:AS_SVC_ID
+        [--password-file F | $MSGIN5G_SMPP_PASSWORD] --ue UE_SVC_ID=MSISDN ... --mo-to as:AS_SVC_ID
         [--binds N --window W --throttle R/s --data-dir DIR]
     msgin5g gateway mqtt --server URL --http HOST:PORT --broker HOST:PORT --ue UE_SVC_ID ...
         [--data-dir DIR]
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,6 +104,28 @@ def _auth_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SMPP_PASSWORD_ENV = "MSGIN5G_SMPP_PASSWORD"
+MQTT_PASSWORD_ENV = "MSGIN5G_MQTT_PASSWORD"
+
+
+def _password(args: argparse.Namespace, env: str, *, required: bool) -> str | None:
+    """The peer's password: --password, else --password-file, else `env`; kept off argv
+    and out of logs when it comes from a file or the environment."""
+    if args.password:
+        return str(args.password)
+    if args.password_file:
+        try:
+            return Path(args.password_file).expanduser().read_text().strip()
+        except OSError as exc:
+            raise SystemExit(f"msgin5g gateway: --password-file: {exc.strerror}") from None
+    value = os.environ.get(env)
+    if value:
+        return value
+    if required:
+        raise SystemExit(f"msgin5g gateway: a password is needed: --password-file or ${env}")
+    return None
+
+
 def _add_kinds(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="gateway", required=True)
 
@@ -110,7 +133,14 @@ def _add_kinds(parser: argparse.ArgumentParser) -> None:
     _common(sms, "127.0.0.1:8181")
     sms.add_argument("--smsc", required=True, help="HOST:PORT of the SMSC (SMPP 3.4)")
     sms.add_argument("--system-id", required=True)
-    sms.add_argument("--password", required=True)
+    sms.add_argument(
+        "--password", default=None, help="visible in `ps`: prefer --password-file or the env var"
+    )
+    sms.add_argument(
+        "--password-file",
+        default=None,
+        help=f"file holding the SMPP password (default: ${SMPP_PASSWORD_ENV})",
+    )
     sms.add_argument(
         "--ue",
         action="append",
@@ -138,7 +168,14 @@ def _add_kinds(parser: argparse.ArgumentParser) -> None:
     )
     mqtt.add_argument("--client-id", default="msgin5g-n3g", help="the gateway's MQTT client id")
     mqtt.add_argument("--username", default=None)
-    mqtt.add_argument("--password", default=None)
+    mqtt.add_argument(
+        "--password", default=None, help="visible in `ps`: prefer --password-file or the env var"
+    )
+    mqtt.add_argument(
+        "--password-file",
+        default=None,
+        help=f"file holding the MQTT password (default: ${MQTT_PASSWORD_ENV})",
+    )
     mqtt.set_defaults(run=_run_mqtt)
 
     bc = kinds.add_parser(
@@ -250,7 +287,7 @@ def _run_sms(args: argparse.Namespace) -> int:
             host=host,
             port=port,
             system_id=args.system_id,
-            password=args.password,
+            password=_password(args, SMPP_PASSWORD_ENV, required=True) or "",
             window=args.window,
             throughput=args.throttle,
             burst=max(1, int(args.throttle or 1)),
@@ -289,7 +326,7 @@ def _run_mqtt(args: argparse.Namespace) -> int:
         ues=tuple(args.ue),
         client_id=args.client_id,
         username=args.username,
-        password=args.password,
+        password=_password(args, MQTT_PASSWORD_ENV, required=False),
     )
     _configure_logging(args.log_level, args.log_format)
     try:
