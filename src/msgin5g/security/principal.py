@@ -8,8 +8,9 @@ scopes a client gets when its configuration names none.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Final
+
+from msgin5g.core.peering import address_patterns
 
 AS_ROLE: Final = "AS"
 GATEWAY_ROLE: Final = "GATEWAY"
@@ -71,5 +72,4 @@ class Principal:
         (a gateway's UEs, a peer server's users) by the address patterns."""
         if (kind == "AS" and value in self.as_svc_ids) or self.role == ADMIN_ROLE:
             return True
-        key = f"{kind}:{value}"
-        return any(fnmatchcase(key, p) for p in self.addresses)
+        return address_patterns(self.addresses).matches_key(f"{kind}:{value}")
