@@ -20,9 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,19 +110,15 @@ MQTT_PASSWORD_ENV = "MSGIN5G_MQTT_PASSWORD"
 def _password(args: argparse.Namespace, env: str, *, required: bool) -> str | None:
     """The peer's password: --password, else --password-file, else `env`; kept off argv
     and out of logs when it comes from a file or the environment."""
-    if args.password:
-        return str(args.password)
-    if args.password_file:
-        try:
-            return Path(args.password_file).expanduser().read_text().strip()
-        except OSError as exc:
-            raise SystemExit(f"msgin5g gateway: --password-file: {exc.strerror}") from None
-    value = os.environ.get(env)
-    if value:
-        return value
-    if required:
+    from msgin5g.security.client import read_secret
+
+    try:
+        value = read_secret(args.password or "", args.password_file or "", env=env)
+    except OSError as exc:
+        raise SystemExit(f"msgin5g gateway: --password-file: {exc.strerror}") from None
+    if not value and required:
         raise SystemExit(f"msgin5g gateway: a password is needed: --password-file or ${env}")
-    return None
+    return value or None
 
 
 def _add_kinds(parser: argparse.ArgumentParser) -> None:
@@ -251,15 +246,24 @@ def _auth_settings(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _protect(gateway: Any, settings: Any) -> Any:
-    """Require the callers' tokens on the gateway's msgg API when --auth-jwks is given."""
-    if settings.validator is not None:
-        gateway.app.protect(settings.validator)
-    return gateway
+def _serve(args: argparse.Namespace, kind: str, build: Callable[[], Any], settings: Any) -> int:
+    """Configure logging, build the gateway, require the callers' tokens on its msgg API when
+    --auth-jwks is given, and run it until SIGINT/SIGTERM; 1 when it cannot start."""
+    from msgin5g.gateways.common import serve
+
+    _configure_logging(args.log_level, args.log_format)
+    try:
+        gateway = build()
+        if settings.validator is not None:
+            gateway.app.protect(settings.validator)
+        asyncio.run(serve(gateway, settings.http))
+    except OSError as exc:
+        print(f"msgin5g gateway {kind}: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_sms(args: argparse.Namespace) -> int:
-    from msgin5g.gateways.common import serve
     from msgin5g.gateways.sms.gateway import SmsGateway, SmsGatewaySettings, parse_destination
     from msgin5g.gateways.sms.smpp_session import SmppConfig
 
@@ -300,17 +304,10 @@ def _run_sms(args: argparse.Namespace) -> int:
         source_addr=args.source_addr,
         report_sms=args.report_sms,
     )
-    _configure_logging(args.log_level, args.log_format)
-    try:
-        asyncio.run(serve(_protect(SmsGateway(settings), gateway), gateway.http))
-    except OSError as exc:
-        print(f"msgin5g gateway sms: cannot start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _serve(args, "sms", lambda: SmsGateway(settings), gateway)
 
 
 def _run_mqtt(args: argparse.Namespace) -> int:
-    from msgin5g.gateways.common import serve
     from msgin5g.gateways.mqtt.gateway import MqttGateway, MqttGatewaySettings
 
     try:
@@ -328,13 +325,7 @@ def _run_mqtt(args: argparse.Namespace) -> int:
         username=args.username,
         password=_password(args, MQTT_PASSWORD_ENV, required=False),
     )
-    _configure_logging(args.log_level, args.log_format)
-    try:
-        asyncio.run(serve(_protect(MqttGateway(settings), gateway), gateway.http))
-    except OSError as exc:
-        print(f"msgin5g gateway mqtt: cannot start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _serve(args, "mqtt", lambda: MqttGateway(settings), gateway)
 
 
 def _run_broadcast(args: argparse.Namespace) -> int:
@@ -343,7 +334,6 @@ def _run_broadcast(args: argparse.Namespace) -> int:
         BroadcastGatewaySettings,
         parse_area,
     )
-    from msgin5g.gateways.common import serve
 
     try:
         # gw_type only feeds the UE Registrar, which the broadcast gateway does not use.
@@ -368,13 +358,7 @@ def _run_broadcast(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"msgin5g gateway broadcast: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(args.log_level, args.log_format)
-    try:
-        asyncio.run(serve(_protect(BroadcastGateway(settings), gateway), gateway.http))
-    except OSError as exc:
-        print(f"msgin5g gateway broadcast: cannot start: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _serve(args, "broadcast", lambda: BroadcastGateway(settings), gateway)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,13 +26,14 @@ class TokenUnavailable(Exception):
     """The token endpoint refused or could not be reached; the message names why."""
 
 
-def read_secret(secret: str = "", secret_file: str = "") -> str:
-    """The client secret: given, else from `secret_file`, else from $MSGIN5G_AUTH_CLIENT_SECRET."""
+def read_secret(secret: str = "", secret_file: str = "", *, env: str = SECRET_ENV) -> str:
+    """A secret: given, else from `secret_file`, else from the environment variable `env`
+    (the client secret's by default); raises OSError for an unreadable file."""
     if secret:
         return secret
     if secret_file:
         return Path(secret_file).expanduser().read_text().strip()
-    return os.environ.get(SECRET_ENV, "")
+    return os.environ.get(env, "")
 
 
 class TokenSource:
