@@ -2,7 +2,9 @@
 """The reference ceiling of DESIGN 4: granian (embedded, one process) + raw ASGI + msgspec.
 
 It decodes the same ASMessageDelivery body and answers a MessageDeliveryAck, storing nothing.
-Usage: python scripts/bench/bare_server.py PORT [asyncio|uvloop]
+With `rsgi` it does the same over granian's native RSGI interface, which msgin5g serves
+(ADR 0021): the stricter ceiling.
+Usage: python scripts/bench/bare_server.py PORT [asyncio|uvloop] [asgi|rsgi]
 """
 
 from __future__ import annotations
@@ -42,12 +44,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": out})
 
 
-async def main(port: int) -> None:
+_HEADERS = [("content-type", "application/json")]
+
+
+async def rsgi_app(_scope: Any, proto: Any) -> None:
+    request = _decode(await proto())
+    proto.response_bytes(
+        200, _HEADERS, _encode(MessageDeliveryAck(oriAddr=request.oriAddr, msgId=request.msgId))
+    )
+
+
+async def main(port: int, rsgi: bool) -> None:
     server = Server(
-        app,
+        rsgi_app if rsgi else app,
         address="127.0.0.1",
         port=port,
-        interface=Interfaces.ASGINL,
+        interface=Interfaces.RSGI if rsgi else Interfaces.ASGINL,
         http=HTTPModes.auto,
         websockets=False,
         backlog=2048,
@@ -57,9 +69,10 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[2:] == ["uvloop"]:
+    rsgi = sys.argv[3:] == ["rsgi"]
+    if sys.argv[2:3] == ["uvloop"]:
         import uvloop
 
-        uvloop.run(main(int(sys.argv[1])))
+        uvloop.run(main(int(sys.argv[1]), rsgi))
     else:
-        asyncio.run(main(int(sys.argv[1])))
+        asyncio.run(main(int(sys.argv[1]), rsgi))

@@ -9,8 +9,10 @@ Paths measured, each with a unique msgId per request unless noted:
 - h2c (node's http2 client, scripts/bench/h2unique.mjs), when node is installed
 - h2c idempotent repeat (h2load, one body repeated: the server answers from its cache)
 
-The ceiling is the faster of two bare servers, one on the asyncio loop and one on uvloop;
-msgin5g runs on the loop its settings name (MSGIN5G_LOOP, default asyncio).
+The ceiling of DESIGN 4 is the faster of two bare granian + raw ASGI + msgspec servers, one on
+the asyncio loop and one on uvloop; msgin5g runs on the loop its settings name. Since msgin5g
+serves granian's RSGI interface (ADR 0021), a bare RSGI server on uvloop is measured too, as
+the stricter ceiling, and both ratios are printed.
 
 The message goes to a registered AS without targetUri, so every request is committed to the
 store and answered DELY_STORED: the durable ingest path. `--store postgresql://...` measures
@@ -183,7 +185,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="msgin5g-bench-"))
     body = work / "body.json"
     body.write_text(json.dumps(BODY))
-    bare_port, bare_uv_port, ours_port = free_port(), free_port(), free_port()
+    bare_port, bare_uv_port, rsgi_port, ours_port = (free_port() for _ in range(4))
     env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
     store_args: list[str] = []
     if args.store:
@@ -193,6 +195,11 @@ def main() -> int:
         subprocess.Popen(pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_port))),
         subprocess.Popen(
             pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_uv_port), "uvloop")
+        ),
+        subprocess.Popen(
+            pinned(
+                0, sys.executable, str(HERE / "bare_server.py"), str(rsgi_port), "uvloop", "rsgi"
+            )
         ),
         subprocess.Popen(
             pinned(
@@ -215,6 +222,7 @@ def main() -> int:
     try:
         wait(f"http://127.0.0.1:{bare_port}/")
         wait(f"http://127.0.0.1:{bare_uv_port}/")
+        wait(f"http://127.0.0.1:{rsgi_port}/")
         wait(f"http://127.0.0.1:{ours_port}/readyz")
         httpx.post(
             f"http://127.0.0.1:{ours_port}/msgs-asregistration/v1/registrations",
@@ -224,7 +232,12 @@ def main() -> int:
         assert ack.get("status") == "DELY_STORED", ack
         results: dict[str, dict[str, list[float]]] = {}
         per_cpu: dict[str, dict[str, list[float]]] = {}
-        pids = {"bare": procs[0].pid, "bare-uvloop": procs[1].pid, "msgin5g": procs[2].pid}
+        pids = {
+            "bare": procs[0].pid,
+            "bare-uvloop": procs[1].pid,
+            "bare-rsgi": procs[2].pid,
+            "msgin5g": procs[3].pid,
+        }
         loads = {
             "HTTP/1.1 unique msgId (wrk)": lambda p: wrk(p, args.seconds),
             "h2c idempotent repeat (h2load)": lambda p: h2load(p, args.requests, body),
@@ -236,6 +249,7 @@ def main() -> int:
                 for label, port in (
                     ("bare", bare_port),
                     ("bare-uvloop", bare_uv_port),
+                    ("bare-rsgi", rsgi_port),
                     ("msgin5g", ours_port),
                 ):
                     before_cpu, before = cpu_seconds(pids[label]), time.monotonic()
@@ -248,23 +262,18 @@ def main() -> int:
             f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores;"
             f" servers pinned to CPU 0, load on CPU 1; median of {args.rounds} rounds"
         )
-        print(
-            "| path | bare req/s | msgin5g req/s | ratio | bare req per CPU-s"
-            " | msgin5g req per CPU-s | ratio per CPU-s |"
-        )
-        print("|---|---|---|---|---|---|---|")
-        for name, by in results.items():
-            bare = max(statistics.median(by["bare"]), statistics.median(by["bare-uvloop"]))
-            ours = statistics.median(by["msgin5g"])
-            cbare = max(
-                statistics.median(per_cpu[name]["bare"]),
-                statistics.median(per_cpu[name]["bare-uvloop"]),
-            )
-            cours = statistics.median(per_cpu[name]["msgin5g"])
-            print(
-                f"| {name} | {bare:,.0f} | {ours:,.0f} | {ours / bare:.2f}"
-                f" | {cbare:,.0f} | {cours:,.0f} | {cours / cbare:.2f} |"
-            )
+        for title, table in (("req/s", results), ("requests per server CPU-s", per_cpu)):
+            print(f"\n{title}: bare ASGI (faster loop), bare RSGI (uvloop), msgin5g, ratios")
+            print("| path | bare ASGI | bare RSGI | msgin5g | vs ASGI | vs RSGI |")
+            print("|---|---|---|---|---|---|")
+            for name, by in table.items():
+                asgi = max(statistics.median(by["bare"]), statistics.median(by["bare-uvloop"]))
+                rsgi = statistics.median(by["bare-rsgi"])
+                ours = statistics.median(by["msgin5g"])
+                print(
+                    f"| {name} | {asgi:,.0f} | {rsgi:,.0f} | {ours:,.0f}"
+                    f" | {ours / asgi:.2f} | {ours / rsgi:.2f} |"
+                )
         stats = httpx.get(f"http://127.0.0.1:{ours_port}/metrics").text
         commits = re.search(r"^msgin5g_store_commits_total (\S+)", stats, re.M)
         writes = re.search(r"^msgin5g_store_writes_total (\S+)", stats, re.M)

@@ -11,12 +11,11 @@ import asyncio
 import gc
 import logging
 import signal
-import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from msgin5g.api import (
     ext_groups,
@@ -27,8 +26,9 @@ from msgin5g.api import (
     msgs_topiclistevent,
     operations,
 )
-from msgin5g.api.app import AsgiApp
+from msgin5g.api.app import HttpApp
 from msgin5g.api.coap_msgin5g1 import Msgin5g1Resources, UeAccess
+from msgin5g.api.serving import check_port_free, serve_until_stopped
 from msgin5g.api.translate import WireRenderer
 from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
 from msgin5g.coap.dtls_keys import PskFileError, UePsk, load_psk_file
@@ -224,7 +224,7 @@ class ServerApp:
         )
         self._ready = False
         self.security = http_security(settings.auth, settings.limits, settings.data_path())
-        self.app = AsgiApp(
+        self.app = HttpApp(
             [
                 *(self.security.issuer.operations() if self.security.issuer else ()),
                 *msgs_asregistration.operations(self.registry, settings.server.api_root or None),
@@ -640,48 +640,13 @@ def _store(settings: Settings) -> SqliteStore | PostgresStore:
     )
 
 
-SHUTDOWN_GRACE_S = 2.0
-"""After SIGTERM, how long the HTTP server may wait for open connections to close. Requests in
-flight finish in milliseconds; what granian would otherwise wait for without end are the idle
-keep-alive connections that peers and gateways hold open to us."""
-
-
-async def _serve_until_stopped(serving: Coroutine[Any, Any, None], stopping: asyncio.Event) -> None:
-    task = asyncio.ensure_future(serving)
-    stopped = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # an error of the HTTP server itself (a port taken, ...)
-            return
-        done, _ = await asyncio.wait({task}, timeout=SHUTDOWN_GRACE_S)
-        if not done:
-            log.info("closing connections still open after the grace period")
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    finally:
-        stopped.cancel()
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """Fail fast when another process listens on the HTTP port: granian binds with
-    SO_REUSEPORT, which would otherwise let two servers share one port silently."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
 async def serve(settings: Settings) -> None:
     """Run the server until SIGINT/SIGTERM: HTTP (h2c + HTTP/1.1, or TLS with ALPN h2)."""
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server as Granian
 
     host, port = split_hostport(settings.server.http, "server.http")
-    _check_port_free(host, port)
+    check_port_free(host, port)
     server = ServerApp(settings)
     await server.start()
     # The hot paths allocate many short-lived objects; collect the young generation less
@@ -704,7 +669,7 @@ async def serve(settings: Settings) -> None:
         server.app,
         address=host,
         port=port,
-        interface=Interfaces.ASGINL,
+        interface=Interfaces.RSGI,
         http=HTTPModes.auto,
         websockets=False,
         backlog=2048,
@@ -729,7 +694,7 @@ async def serve(settings: Settings) -> None:
                 "data_dir": settings.server.data_dir,
             },
         )
-        await _serve_until_stopped(http.serve(), stopping)
+        await serve_until_stopped(http.serve(), stopping)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from msgin5g.api.app import AsgiApp, Operation
+from msgin5g.api.app import HttpApp, Operation
 from msgin5g.api.http import Request, Response
 from msgin5g.bootstrap import ServerApp
 from msgin5g.core.message import AS, Address
@@ -115,13 +115,13 @@ async def test_forged_token_floods_are_limited_per_address(
     assert 429 in statuses
 
 
-def _slow_app(gate: asyncio.Event, max_in_flight: int) -> AsgiApp:
+def _slow_app(gate: asyncio.Event, max_in_flight: int) -> HttpApp:
     async def slow(_request: Request) -> Response:
         await gate.wait()
         return Response(200, b"{}")
 
     op = Operation("POST", "/msgs-msgdelivery/v1/slow", "slow", slow)
-    return AsgiApp([op], Metrics(), max_in_flight=max_in_flight)
+    return HttpApp([op], Metrics(), max_in_flight=max_in_flight)
 
 
 async def test_a_saturated_server_answers_429_and_recovers_by_itself() -> None:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The raw ASGI application: routing, body intake, errors as ProblemDetails, metrics.
+"""The HTTP application over RSGI and ASGI: routing, body intake, ProblemDetails, metrics.
 
 No web framework: DESIGN 4 measured frameworks as the ceiling of the hot paths. Paths follow
 `{apiRoot}/<apiName>/v1/...` (TS 29.501 4.4.1); an unknown version of a known API is 400
@@ -13,12 +13,12 @@ apiName), the caller's rate limit (429 TOO_MANY_REQUESTS) and the cap on request
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from msgin5g.api import problems
-from msgin5g.api.http import HttpError, Request, Response, header_map, read_body
+from msgin5g.api import problems, rsgi
+from msgin5g.api.http import HttpError, Request, Response, read_body
 from msgin5g.observability import Metrics, Series
 from msgin5g.security.principal import Principal, scope_of
 from msgin5g.security.ratelimit import RateLimiter
@@ -83,8 +83,8 @@ class Router:
         return None
 
 
-class AsgiApp:
-    """ASGI 3 callable serving every configured operation."""
+class HttpApp:
+    """The HTTP app serving every configured operation, over RSGI or ASGI 3."""
 
     def __init__(
         self,
@@ -118,15 +118,56 @@ class AsgiApp:
             self._limiter = limiter
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """ASGI 3 (in-process tests, other ASGI servers)."""
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            response = await self._respond(
+                scope["method"],
+                scope["path"],
+                dict(scope["headers"]),
+                receive,
+                _asgi,
+                scope.get("scheme", "http"),
+                scope.get("server"),
+                scope.get("client"),
+            )
+            headers_out = list(response.headers)
+            if response.content_type is not None and response.body:
+                headers_out.append((b"content-type", response.content_type))
+            headers_out.append((b"content-length", str(len(response.body)).encode()))
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers_out}
+            )
+            await send({"type": "http.response.body", "body": response.body})
         elif kind == "lifespan":
             await _lifespan(receive, send)
 
-    async def _http(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        path: str = scope["path"]
-        method: str = scope["method"]
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        """RSGI: granian's native interface, what `msgin5g server` serves (ADR 0021)."""
+        response = await self._respond(
+            scope.method,
+            scope.path,
+            rsgi.RsgiHeaders(scope.headers, scope.authority),
+            proto,
+            _rsgi,
+            scope.scheme,
+            scope.server,
+            scope.client,
+        )
+        rsgi.send(proto, response)
+
+    async def _respond(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[bytes, bytes],
+        source: Any,
+        body_io: _BodyIO,
+        scheme: str,
+        server: tuple[str, int] | str | None,
+        client: tuple[str, int] | str | None,
+    ) -> Response:
+        """Route, admit, read the body and run the handler; every failure is a ProblemDetails."""
         name = "unknown"
         try:
             found = self._router.match(path)
@@ -143,21 +184,21 @@ class AsgiApp:
                     headers=[(b"allow", allow)],
                 )
             name = op.name
-            headers = header_map(scope)
             principal = None
             limited = op.path in self._limited
+            has_body = method in ("POST", "PUT", "PATCH")
             if limited:
                 try:
-                    principal = await self._admit(scope, headers, self._scopes[op.path])
+                    principal = await self._admit(client, headers, self._scopes[op.path])
                 except HttpError:
-                    if method in ("POST", "PUT", "PATCH"):
-                        await _discard_body(receive, self._max_body)
+                    if has_body:
+                        await body_io.discard(source, headers, self._max_body)
                     raise
                 self._in_flight += 1
             try:
                 body = (
-                    await read_body(receive, headers, self._max_body, needs_json=op.json_body)
-                    if method in ("POST", "PUT", "PATCH")
+                    await body_io.read(source, headers, self._max_body, needs_json=op.json_body)
+                    if has_body
                     else b""
                 )
                 request = Request(
@@ -165,8 +206,8 @@ class AsgiApp:
                     path=path,
                     headers=headers,
                     body=body,
-                    scheme=scope.get("scheme", "http"),
-                    server=scope.get("server"),
+                    scheme=scheme,
+                    server=server,
                     params=params,
                     principal=principal,
                 )
@@ -183,17 +224,13 @@ class AsgiApp:
                 "msgin5g_http_requests_total", operation=name, status=str(response.status)
             )
         series.value += 1
-        headers_out = list(response.headers)
-        if response.content_type is not None and response.body:
-            headers_out.append((b"content-type", response.content_type))
-        headers_out.append((b"content-length", str(len(response.body)).encode()))
-        await send(
-            {"type": "http.response.start", "status": response.status, "headers": headers_out}
-        )
-        await send({"type": "http.response.body", "body": response.body})
+        return response
 
     async def _admit(
-        self, scope: MutableMapping[str, Any], headers: dict[bytes, bytes], api: str | None
+        self,
+        client: tuple[str, int] | str | None,
+        headers: Mapping[bytes, bytes],
+        api: str | None,
     ) -> Principal | None:
         """Authenticate (when on and `api` is protected), then apply the limits; raises."""
         principal = None
@@ -206,12 +243,12 @@ class AsgiApp:
             if principal is None:
                 # Verifying costs a signature check: it counts against the caller's address.
                 if self._limiter is not None:
-                    self._check_rate(_remote(scope))
+                    self._check_rate(_remote(client))
                 principal = await self._validator.verify(token)
             if api not in principal.scopes:
                 raise insufficient_scope(api)
         if self._limiter is not None:
-            self._check_rate(principal.client_id if principal is not None else _remote(scope))
+            self._check_rate(principal.client_id if principal is not None else _remote(client))
         if self._max_in_flight and self._in_flight >= self._max_in_flight:
             raise HttpError(
                 429,
@@ -233,22 +270,47 @@ class AsgiApp:
             )
 
 
-async def _discard_body(receive: Any, limit: int) -> None:
-    """Take a refused request's body (up to `limit`, unparsed) before answering: an HTTP/2
-    answer that overtakes the upload makes the server reset the stream, which clients such as
-    curl report as an error instead of the refusal."""
-    taken = 0
-    while taken <= limit:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        taken += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
+class _BodyIO(Protocol):
+    """How one interface reads or discards a request body (ASGI receive, RSGI proto)."""
+
+    async def read(
+        self, source: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool
+    ) -> bytes: ...
+
+    async def discard(self, source: Any, headers: Mapping[bytes, bytes], limit: int) -> None: ...
 
 
-def _remote(scope: MutableMapping[str, Any]) -> str:
-    client = scope.get("client")
+class _AsgiBody:
+    read = staticmethod(read_body)
+
+    @staticmethod
+    async def discard(receive: Any, _headers: Mapping[bytes, bytes], limit: int) -> None:
+        """Take a refused request's body (up to `limit`, unparsed) before answering: an HTTP/2
+        answer that overtakes the upload makes the server reset the stream, which clients such
+        as curl report as an error instead of the refusal."""
+        taken = 0
+        while taken <= limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            taken += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+class _RsgiBody:
+    read = staticmethod(rsgi.read_body)
+    discard = staticmethod(rsgi.discard_body)
+
+
+_asgi: _BodyIO = _AsgiBody()
+_rsgi: _BodyIO = _RsgiBody()
+
+
+def _remote(client: tuple[str, int] | str | None) -> str:
+    """The rate-limit key of an unauthenticated caller: its IP address."""
+    if isinstance(client, str):
+        return f"ip:{client.rpartition(':')[0] or client}"
     return f"ip:{client[0]}" if client else "ip:?"
 
 

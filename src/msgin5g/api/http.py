@@ -7,7 +7,7 @@ TS 29.500 5.2.7 conventions: JSON bodies only (415 otherwise), a configurable bo
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,10 +42,11 @@ class Request:
 
     method: str
     path: str
-    headers: dict[bytes, bytes]
+    headers: Mapping[bytes, bytes]
     body: bytes
     scheme: str
-    server: tuple[str, int] | None
+    server: tuple[str, int] | str | None
+    """The listening address: (host, port) from ASGI, "host:port" from RSGI."""
     params: dict[str, str] = field(default_factory=dict)
     principal: Principal | None = None
     """The authenticated client; None when authentication is off (ADR 0015)."""
@@ -57,6 +58,8 @@ class Request:
         host = self.headers.get(b"host") or self.headers.get(b":authority")
         if host:
             return f"{self.scheme}://{host.decode('latin-1')}"
+        if isinstance(self.server, str):
+            return f"{self.scheme}://{self.server}"
         if self.server:
             return f"{self.scheme}://{self.server[0]}:{self.server[1]}"
         return f"{self.scheme}://localhost"
@@ -70,15 +73,8 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def header_map(scope: MutableMapping[str, Any]) -> dict[bytes, bytes]:
-    """Request headers by name; ASGI already lower-cases header names."""
-    return dict(scope["headers"])
-
-
-async def read_body(
-    receive: Any, headers: dict[bytes, bytes], limit: int, *, needs_json: bool
-) -> bytes:
-    """Read the request body, enforcing the content type and the size limit."""
+def check_head(headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool) -> int | None:
+    """Refuse by the headers alone (415, 411, 413); the declared Content-Length, if any."""
     if needs_json:
         ctype = headers.get(b"content-type", b"")
         if ctype != JSON and ctype.split(b";", 1)[0].strip().lower() != JSON:
@@ -87,36 +83,20 @@ async def read_body(
                 "the request body must be application/json",
                 cause="UNSUPPORTED_MEDIA_TYPE",
             )
-    declared: int | None = None
     raw_length = headers.get(b"content-length")
-    if raw_length is not None:
-        try:
-            declared = int(raw_length)
-        except ValueError:
-            raise HttpError(
-                411, "Content-Length is not a number", cause="INCORRECT_LENGTH"
-            ) from None
-        if declared > limit:
-            raise HttpError(
-                413,
-                f"the body is larger than the limit of {limit} bytes",
-                cause="PAYLOAD_TOO_LARGE",
-            )
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpError(400, "the client went away", cause="UNSPECIFIED_MSG_FAILURE")
-        chunk = message.get("body", b"")
-        body = body + chunk if body else chunk
-        if len(body) > limit:
-            raise HttpError(
-                413,
-                f"the body is larger than the limit of {limit} bytes",
-                cause="PAYLOAD_TOO_LARGE",
-            )
-        more = message.get("more_body", False)
+    if raw_length is None:
+        return None
+    try:
+        declared = int(raw_length)
+    except ValueError:
+        raise HttpError(411, "Content-Length is not a number", cause="INCORRECT_LENGTH") from None
+    if declared > limit:
+        raise too_large(limit)
+    return declared
+
+
+def check_body(body: bytes, declared: int | None, *, needs_json: bool) -> bytes:
+    """Refuse a body that disagrees with its Content-Length (411) or holds U+0000 (400)."""
     if declared is not None and declared != len(body):
         raise HttpError(411, "Content-Length does not match the body", cause="INCORRECT_LENGTH")
     if needs_json and b"\\u0000" in body and _has_nul(body):
@@ -126,6 +106,31 @@ async def read_body(
             cause="INVALID_MSG_FORMAT",
         )
     return body
+
+
+def too_large(limit: int) -> HttpError:
+    return HttpError(
+        413, f"the body is larger than the limit of {limit} bytes", cause="PAYLOAD_TOO_LARGE"
+    )
+
+
+async def read_body(
+    receive: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool
+) -> bytes:
+    """Read an ASGI request body, enforcing the content type and the size limit."""
+    declared = check_head(headers, limit, needs_json=needs_json)
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HttpError(400, "the client went away", cause="UNSPECIFIED_MSG_FAILURE")
+        chunk = message.get("body", b"")
+        body = body + chunk if body else chunk
+        if len(body) > limit:
+            raise too_large(limit)
+        more = message.get("more_body", False)
+    return check_body(body, declared, needs_json=needs_json)
 
 
 def _has_nul(body: bytes) -> bool:

@@ -33,7 +33,6 @@ import contextlib
 import gc
 import logging
 import signal
-import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,8 +45,9 @@ import httpx
 import msgspec
 
 from msgin5g.api import msgg_delivery
-from msgin5g.api.app import AsgiApp, Operation
+from msgin5g.api.app import HttpApp, Operation
 from msgin5g.api.http import Request, Response
+from msgin5g.api.serving import check_port_free, serve_until_stopped
 from msgin5g.core.errors import StorageFailure
 from msgin5g.observability import Metrics, Series
 from msgin5g.outbound.h2c import H2cClient as UplinkHttp
@@ -562,7 +562,7 @@ def build_app(
     ready: Callable[[], bool],
     *,
     max_body: int = 1_048_576,
-) -> AsgiApp:
+) -> HttpApp:
     """The msgg API of `api_name` plus /healthz, /readyz and /metrics."""
 
     async def healthz(_request: Request) -> Response:
@@ -577,7 +577,7 @@ def build_app(
         text = await metrics.render()
         return Response(200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
-    return AsgiApp(
+    return HttpApp(
         [
             *msgg_delivery.operations(api_name, on_message, on_report),
             Operation("GET", "/healthz", "healthz", healthz),
@@ -593,22 +593,11 @@ class HttpGateway(Protocol):
     """A gateway that :func:`serve` can run."""
 
     @property
-    def app(self) -> AsgiApp: ...
+    def app(self) -> HttpApp: ...
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-def _check_port_free(host: str, port: int) -> None:
-    """granian binds with SO_REUSEPORT: fail fast instead of sharing a port silently."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 async def serve(gateway: HttpGateway, listen: str) -> None:
@@ -617,7 +606,7 @@ async def serve(gateway: HttpGateway, listen: str) -> None:
     from granian.server.embed import Server as Granian
 
     host, port = split_hostport(listen, "--http")
-    _check_port_free(host, port)
+    check_port_free(host, port)
     await gateway.start()
     gc.collect()
     gc.freeze()
@@ -625,18 +614,24 @@ async def serve(gateway: HttpGateway, listen: str) -> None:
         gateway.app,
         address=host,
         port=port,
-        interface=Interfaces.ASGINL,
+        interface=Interfaces.RSGI,
         http=HTTPModes.auto,
         websockets=False,
         backlog=2048,
         log_enabled=False,
     )
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        stopping.set()
+        http.stop()  # type: ignore[no-untyped-call]
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, http.stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
         log.info("gateway listening", extra={"http": listen})
-        await http.serve()
+        await serve_until_stopped(http.serve(), stopping)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

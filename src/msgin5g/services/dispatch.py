@@ -94,6 +94,7 @@ class Dispatcher:
         sweep_interval: float = 1.0,
         on_delivered: Callable[[Delivery], Awaitable[None]] | None = None,
         ownership: Ownership | None = None,
+        resume_page: int = 2000,
     ) -> None:
         self._store = store
         self._transport_for = transport_for
@@ -109,29 +110,54 @@ class Dispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._resumer: asyncio.Task[None] | None = None
+        self._resume_page = resume_page
+        self._resuming = False
         self._stopping = False
         self._random = random.Random()
 
     # lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every recipient that has stored work, then start the expiry sweeper."""
-        for recipient in await self._store.recipients_with_pending():
-            # An unreachable recipient (a UE not observing yet) gets no lane: its work waits
-            # in the store until wake(), so a million stored messages cost no memory here.
-            if not self._owns(recipient) or self._transport_for(recipient) is None:
-                continue
-            lane = self._lane(recipient)
-            lane.spilled = True
-            self._kick(lane)
+        """Start the expiry sweeper and, in the background, resume every reachable recipient
+        with stored work: with a million of them the server is ready before the scan ends."""
+        self._resuming = True
+        self._resumer = asyncio.create_task(self._resume(), name="msgin5g-resume")
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="msgin5g-expiry-sweeper")
+
+    async def _resume(self) -> None:
+        """Page through the recipients with stored work (ADR 0019). An unreachable one (a UE
+        not observing yet) gets no lane: its work waits in the store until wake(). Until the
+        scan ends, a lane that submit() creates reads the store first (`_resuming`), so a new
+        message cannot overtake the recipient's older stored ones."""
+        after = ""
+        try:
+            while not self._stopping:
+                recipients = await self._store.recipients_with_pending(after, self._resume_page)
+                for recipient in recipients:
+                    if not self._owns(recipient) or self._transport_for(recipient) is None:
+                        continue
+                    lane = self._lane(recipient)
+                    lane.spilled = True
+                    self._kick(lane)
+                if len(recipients) < self._resume_page:
+                    break
+                after = recipients[-1].key
+                await asyncio.sleep(0)  # let requests in between pages
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("resuming stored work failed; it is picked up on wake or restart")
+        finally:
+            self._resuming = False
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop taking new work; let in-flight hand-overs finish for up to `drain_timeout` s."""
         self._stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._resumer, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=drain_timeout)
             for task in pending:
@@ -154,6 +180,8 @@ class Dispatcher:
                 if self._transport_for(delivery.recipient) is None:
                     continue  # stored; wake() loads it when the recipient becomes reachable
                 lane = self._lane(delivery.recipient)
+                if self._resuming:  # older stored work may not be resumed yet: read it first
+                    lane.spilled = True
             self._push(lane, delivery)
             self._kick(lane)
 

@@ -423,9 +423,14 @@ class PostgresStore:
 
         return await self._read(op)
 
-    async def recipients_with_pending(self) -> list[Address]:
+    async def recipients_with_pending(self, after: str = "", limit: int = 0) -> list[Address]:
         async def op(conn: Conn) -> list[Address]:
-            rows = await conn.fetch("SELECT DISTINCT recipient FROM deliveries")
+            rows = await conn.fetch(
+                "SELECT DISTINCT recipient FROM deliveries WHERE recipient>$1"
+                " ORDER BY recipient LIMIT $2",
+                after,
+                limit or None,
+            )
             return [Address.from_key(r[0]) for r in rows]
 
         return await self._read(op)

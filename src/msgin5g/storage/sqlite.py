@@ -726,9 +726,13 @@ class SqliteStore:
             ).fetchall()
         return [_delivery(r) for r in rows]
 
-    async def recipients_with_pending(self) -> list[Address]:
-        rows = self._read().execute("SELECT DISTINCT recipient FROM deliveries").fetchall()
-        return [Address.from_key(r[0]) for r in rows]
+    async def recipients_with_pending(self, after: str = "", limit: int = 0) -> list[Address]:
+        rows = self._read().execute(
+            "SELECT DISTINCT recipient FROM deliveries WHERE recipient>?"
+            " ORDER BY recipient LIMIT ?",
+            (after, limit or -1),
+        )
+        return [Address.from_key(r[0]) for r in rows.fetchall()]
 
     async def expire(self, now: float, limit: int, exclude: Sequence[int]) -> list[Delivery]:
         skip = set(exclude)

@@ -51,7 +51,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from msgin5g.api.app import AsgiApp, Operation
+from msgin5g.api.app import HttpApp, Operation
 from msgin5g.api.http import HttpError, Request, Response
 from msgin5g.api.problems import decode_error
 from msgin5g.core.errors import InvalidField, InvalidRequest, NotFound
@@ -278,7 +278,7 @@ class BroadcastGateway:
         self._started = False
         self.app = self._build_app()
 
-    def _build_app(self) -> AsgiApp:
+    def _build_app(self) -> HttpApp:
         async def deliver_message(request: Request) -> Response:
             try:
                 body = _decode_body(request.body)
@@ -299,7 +299,7 @@ class BroadcastGateway:
             text = await self.metrics.render()
             return Response(200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
-        return AsgiApp(
+        return HttpApp(
             [
                 Operation("POST", DELIVER_MESSAGE, "bg.message", deliver_message, True),
                 Operation("GET", "/healthz", "healthz", healthz),

@@ -54,7 +54,7 @@ from typing import Final
 import aiomqtt
 import msgspec
 
-from msgin5g.api.app import AsgiApp
+from msgin5g.api.app import HttpApp
 from msgin5g.api.http import HttpError
 from msgin5g.api.msgg_delivery import N3G_API
 from msgin5g.core.errors import NotFound
@@ -188,7 +188,7 @@ class MqttGateway:
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._started = False
-        self.app: AsgiApp = build_app(
+        self.app: HttpApp = build_app(
             N3G_API,
             self._on_message,
             self._on_report,

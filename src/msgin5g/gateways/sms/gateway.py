@@ -68,7 +68,7 @@ from typing import Final
 
 import msgspec
 
-from msgin5g.api.app import AsgiApp
+from msgin5g.api.app import HttpApp
 from msgin5g.api.http import HttpError
 from msgin5g.api.msgg_delivery import L3G_API
 from msgin5g.core.errors import InvalidField, InvalidRequest, NotFound
@@ -272,7 +272,7 @@ class SmsGateway:
         self._no_downlink = asyncio.Event()
         self._no_downlink.set()
         self._started = False
-        self.app: AsgiApp = build_app(
+        self.app: HttpApp = build_app(
             L3G_API,
             self._on_message,
             self._on_report,
