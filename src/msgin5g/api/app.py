@@ -196,11 +196,15 @@ class HttpApp:
                     raise
                 self._in_flight += 1
             try:
-                body = (
-                    await body_io.read(source, headers, self._max_body, needs_json=op.json_body)
-                    if has_body
-                    else b""
-                )
+                body = b""
+                if has_body:
+                    try:
+                        body = await body_io.read(
+                            source, headers, self._max_body, needs_json=op.json_body
+                        )
+                    except HttpError:  # 411, 413, 415: let the client finish its upload
+                        await body_io.discard(source, headers, _DRAIN_LIMIT * self._max_body)
+                        raise
                 request = Request(
                     method=method,
                     path=path,
@@ -268,6 +272,11 @@ class HttpApp:
                 cause="TOO_MANY_REQUESTS",
                 headers=[(b"retry-after", str(wait).encode())],
             )
+
+
+_DRAIN_LIMIT = 4
+"""A refused body is read and dropped up to this many times the body limit, so that an HTTP/2
+client still uploading sees the refusal instead of a reset stream; beyond that it is reset."""
 
 
 class _BodyIO(Protocol):

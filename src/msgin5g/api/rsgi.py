@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from granian._granian import RSGIProtocolClosed as ProtocolClosed
+from granian._granian import RSGIProtocolError as ProtocolError
+
 from msgin5g.api.http import Response, check_body, check_head, too_large
 
 
@@ -66,16 +69,20 @@ async def read_body(
 
 
 async def discard_body(proto: Any, headers: Mapping[bytes, bytes], limit: int) -> None:
-    """Take a refused request's body (up to `limit`) before answering (see app._discard_body)."""
-    raw = headers.get(b"content-length")
-    if raw is not None and raw.isdigit() and int(raw) <= limit:
-        await proto()
-        return
-    taken = 0
-    async for chunk in proto:
-        taken += len(chunk)
-        if taken > limit:
+    """Take a refused request's body (up to `limit`) before answering (see app._AsgiBody).
+    A body already read, wholly or in part, cannot be read again: then there is nothing to do."""
+    try:
+        raw = headers.get(b"content-length")
+        if raw is not None and raw.isdigit() and int(raw) <= limit:
+            await proto()
             return
+        taken = 0
+        async for chunk in proto:
+            taken += len(chunk)
+            if taken > limit:
+                return
+    except (ProtocolError, ProtocolClosed):
+        return
 
 
 _TEXT: dict[bytes, str] = {}

@@ -330,11 +330,13 @@ class Dispatcher:
             log.exception("delivery lane failed", extra={"recipient": lane.recipient.key})
         finally:
             lane.workers -= 1
+            # An idle lane goes, and so does a parked one (its recipient went away; its work
+            # is in the store and wake() makes a new lane): a million UEs that came and went
+            # leave no lanes behind (ADR 0019).
             if (
                 lane.workers == 0
-                and not lane.heap
-                and not lane.spilled
                 and not lane.in_flight
+                and (lane.parked or (not lane.heap and not lane.spilled))
                 and self._lanes.get(lane.recipient.key) is lane
             ):
                 del self._lanes[lane.recipient.key]

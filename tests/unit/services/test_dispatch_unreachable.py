@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from msgin5g.ports import Transport
+from msgin5g.ports import SendResult, Transport
 from msgin5g.storage.sqlite import SqliteStore
 from tests.unit.services.test_dispatch import B, Recorder, dispatcher, put, store, until
 
@@ -46,3 +46,20 @@ async def test_submit_to_an_unreachable_recipient_keeps_it_stored(store: SqliteS
     await until(lambda: len(b.delivered) == 4)
     await d.stop()
     assert b.delivered == ["m0", "m1", "m2", "m3"]
+
+
+async def test_a_recipient_that_went_away_leaves_no_lane(store: SqliteStore) -> None:
+    b = Recorder()
+    b.answers = [SendResult.RETRY]  # the lane backs off with m0 still queued ...
+    routes: dict[str, Transport] = {B.key: b}
+    d = dispatcher(store, routes)
+    await d.start()
+    d.submit(await put(store, "m0"))
+    await until(lambda: b.attempts == ["m0"])
+    del routes[B.key]  # ... and meanwhile the UE stopped observing: the lane parks
+    await until(lambda: d.lanes == 0)
+    assert (await store.stats(time.time()))[0] == 1  # m0 waits in the store
+    routes[B.key] = b
+    d.wake(B)
+    await until(lambda: b.delivered == ["m0"])
+    await d.stop()

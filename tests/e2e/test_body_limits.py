@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Body limits over the real RSGI server with curl as the client (TS 29.500 5.2.7, ADR 0021):
+a body over `server.max_body_bytes` is refused with a 413 ProblemDetails that the client sees,
+over HTTP/2 and HTTP/1.1, with or without Content-Length; the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+PATH = "/msgs-msgdelivery/v1/deliver-as-message"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path_factory.mktemp("limits") / "data").start()
+    yield process
+    process.stop()
+
+
+def curl(url: str, body: Path, *extra: str) -> tuple[int, dict[str, object]]:
+    done = subprocess.run(
+        ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST",
+         "-H", "content-type: application/json", "-H", "expect:", *extra,
+         "--data-binary", f"@{body}", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )  # fmt: skip
+    text, _, code = done.stdout.rpartition("\n")
+    return int(code), json.loads(text) if text else {}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--http2-prior-knowledge"],
+        ["--http2-prior-knowledge", "-H", "transfer-encoding: chunked"],
+        ["--http1.1"],
+        ["--http1.1", "-H", "transfer-encoding: chunked"],
+    ],
+    ids=["h2c", "h2c-no-length", "http1.1", "http1.1-chunked"],
+)
+def test_a_body_over_the_limit_is_a_413_the_client_sees(
+    server: ServerProcess, tmp_path: Path, extra: list[str]
+) -> None:
+    big = tmp_path / "big.json"
+    big.write_bytes(b'{"payload":"' + b"x" * 2_000_000 + b'"}')  # default limit: 1 MiB
+    status, problem = curl(server.url + PATH, big, *extra)
+    assert status == 413
+    assert problem["cause"] == "PAYLOAD_TOO_LARGE"
+    small = tmp_path / "small.json"
+    small.write_text("{}")
+    status, problem = curl(server.url + PATH, small, *extra)
+    assert status == 400  # still serving: the empty message is refused for what it lacks
+    assert problem["cause"] == "MANDATORY_IE_MISSING"
+    assert "unexpected error" not in server.log()
