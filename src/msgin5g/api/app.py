@@ -189,7 +189,10 @@ class HttpApp:
             has_body = method in ("POST", "PUT", "PATCH")
             if limited:
                 try:
-                    principal = await self._admit(client, headers, self._scopes[op.path])
+                    if self._validator is not None or self._limiter is not None:
+                        principal = await self._admit(client, headers, self._scopes[op.path])
+                    elif self._max_in_flight and self._in_flight >= self._max_in_flight:
+                        raise _saturated()
                 except HttpError:
                     if has_body:
                         await body_io.discard(source, headers, self._max_body)
@@ -254,12 +257,7 @@ class HttpApp:
         if self._limiter is not None:
             self._check_rate(principal.client_id if principal is not None else _remote(client))
         if self._max_in_flight and self._in_flight >= self._max_in_flight:
-            raise HttpError(
-                429,
-                "the server is saturated; retry later",
-                cause="NF_CONGESTION_RISK",
-                headers=[(b"retry-after", b"1")],
-            )
+            raise _saturated()
         return principal
 
     def _check_rate(self, key: str) -> None:
@@ -314,6 +312,15 @@ class _RsgiBody:
 
 _asgi: _BodyIO = _AsgiBody()
 _rsgi: _BodyIO = _RsgiBody()
+
+
+def _saturated() -> HttpError:
+    return HttpError(
+        429,
+        "the server is saturated; retry later",
+        cause="NF_CONGESTION_RISK",
+        headers=[(b"retry-after", b"1")],
+    )
 
 
 def _remote(client: tuple[str, int] | str | None) -> str:

@@ -31,7 +31,7 @@ class RsgiHeaders(Mapping[bytes, bytes]):
         self._authority = authority
 
     def get(self, key: bytes, default: Any = None) -> Any:
-        value = self._headers.get(key.decode("latin-1"))
+        value = self._headers.get(_text(key))
         if value is None:
             if key == b"host" and self._authority:
                 return self._authority.encode("latin-1")
@@ -97,9 +97,18 @@ def _text(value: bytes) -> str:
     return text
 
 
+_ONLY_TYPE: dict[bytes, list[tuple[str, str]]] = {}
+
+
 def send(proto: Any, response: Response) -> None:
     """Answer in one call; granian adds Content-Length for a body given whole."""
-    headers = [(_text(k), v.decode("latin-1")) for k, v in response.headers]
-    if response.content_type is not None and response.body:
-        headers.append(("content-type", _text(response.content_type)))
+    ctype = response.content_type if response.body else None
+    if not response.headers and ctype is not None:  # the common answer: one shared header list
+        headers = _ONLY_TYPE.get(ctype)
+        if headers is None:
+            headers = _ONLY_TYPE[ctype] = [("content-type", _text(ctype))]
+    else:
+        headers = [(_text(k), v.decode("latin-1")) for k, v in response.headers]
+        if ctype is not None:
+            headers.append(("content-type", _text(ctype)))
     proto.response_bytes(response.status, headers, response.body)
