@@ -63,3 +63,17 @@ def test_a_body_over_the_limit_is_a_413_the_client_sees(
     assert status == 400  # still serving: the empty message is refused for what it lacks
     assert problem["cause"] == "MANDATORY_IE_MISSING"
     assert "unexpected error" not in server.log()
+
+
+@pytest.mark.parametrize("extra", [["--http2-prior-knowledge"], ["--http1.1"]], ids=["h2c", "h1"])
+def test_a_body_refused_after_it_was_read_is_answered_at_once(
+    server: ServerProcess, tmp_path: Path, extra: list[str]
+) -> None:
+    """Refused for its content (U+0000), not its size: nothing is left to drain."""
+    body = tmp_path / "nul.json"
+    body.write_text(
+        '{"oriAddr":{"addrType":"AS","addr":"a"},"destAddr":{"addrType":"AS","addr":"b"},'
+        '"msgId":"m\\u0000","payload":"x","stoAndFwInd":true}'
+    )
+    status, problem = curl(server.url + PATH, body, *extra)
+    assert (status, problem["cause"]) == (400, "INVALID_MSG_FORMAT")

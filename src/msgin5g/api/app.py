@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from msgin5g.api import problems, rsgi
-from msgin5g.api.http import HttpError, Request, Response, read_body
+from msgin5g.api.http import HttpError, RefusedUnread, Request, Response, read_body
 from msgin5g.observability import Metrics, Series
 from msgin5g.security.principal import Principal, scope_of
 from msgin5g.security.ratelimit import RateLimiter
@@ -201,12 +201,13 @@ class HttpApp:
             try:
                 body = b""
                 if has_body:
+                    drain = _DRAIN_LIMIT * self._max_body
                     try:
                         body = await body_io.read(
-                            source, headers, self._max_body, needs_json=op.json_body
+                            source, headers, self._max_body, needs_json=op.json_body, drain=drain
                         )
-                    except HttpError:  # 411, 413, 415: let the client finish its upload
-                        await body_io.discard(source, headers, _DRAIN_LIMIT * self._max_body)
+                    except RefusedUnread:  # 411, 413, 415: let the client finish its upload
+                        await body_io.discard(source, headers, drain)
                         raise
                 request = Request(
                     method=method,
@@ -281,7 +282,13 @@ class _BodyIO(Protocol):
     """How one interface reads or discards a request body (ASGI receive, RSGI proto)."""
 
     async def read(
-        self, source: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool
+        self,
+        source: Any,
+        headers: Mapping[bytes, bytes],
+        limit: int,
+        *,
+        needs_json: bool,
+        drain: int = 0,
     ) -> bytes: ...
 
     async def discard(self, source: Any, headers: Mapping[bytes, bytes], limit: int) -> None: ...

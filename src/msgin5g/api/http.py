@@ -73,12 +73,16 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+class RefusedUnread(HttpError):
+    """Refused by the request head alone: the body has not been read (the app drains it)."""
+
+
 def check_head(headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool) -> int | None:
     """Refuse by the headers alone (415, 411, 413); the declared Content-Length, if any."""
     if needs_json:
         ctype = headers.get(b"content-type", b"")
         if ctype != JSON and ctype.split(b";", 1)[0].strip().lower() != JSON:
-            raise HttpError(
+            raise RefusedUnread(
                 415,
                 "the request body must be application/json",
                 cause="UNSUPPORTED_MEDIA_TYPE",
@@ -89,9 +93,11 @@ def check_head(headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool) 
     try:
         declared = int(raw_length)
     except ValueError:
-        raise HttpError(411, "Content-Length is not a number", cause="INCORRECT_LENGTH") from None
+        raise RefusedUnread(
+            411, "Content-Length is not a number", cause="INCORRECT_LENGTH"
+        ) from None
     if declared > limit:
-        raise too_large(limit)
+        raise RefusedUnread(413, _too_large_detail(limit), cause="PAYLOAD_TOO_LARGE")
     return declared
 
 
@@ -108,28 +114,36 @@ def check_body(body: bytes, declared: int | None, *, needs_json: bool) -> bytes:
     return body
 
 
+def _too_large_detail(limit: int) -> str:
+    return f"the body is larger than the limit of {limit} bytes"
+
+
 def too_large(limit: int) -> HttpError:
-    return HttpError(
-        413, f"the body is larger than the limit of {limit} bytes", cause="PAYLOAD_TOO_LARGE"
-    )
+    return HttpError(413, _too_large_detail(limit), cause="PAYLOAD_TOO_LARGE")
 
 
 async def read_body(
-    receive: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool
+    receive: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool, drain: int = 0
 ) -> bytes:
-    """Read an ASGI request body, enforcing the content type and the size limit."""
+    """Read an ASGI request body, enforcing the content type and the size limit; a body over
+    the limit is still read and dropped up to `drain` bytes before the refusal."""
     declared = check_head(headers, limit, needs_json=needs_json)
     body = b""
+    taken = 0
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise HttpError(400, "the client went away", cause="UNSPECIFIED_MSG_FAILURE")
         chunk = message.get("body", b"")
-        body = body + chunk if body else chunk
-        if len(body) > limit:
-            raise too_large(limit)
         more = message.get("more_body", False)
+        taken += len(chunk)
+        if taken > limit:
+            if more and taken <= drain:
+                body = b""
+                continue
+            raise too_large(limit)
+        body = body + chunk if body else chunk
     return check_body(body, declared, needs_json=needs_json)
 
 

@@ -52,25 +52,32 @@ class RsgiHeaders(Mapping[bytes, bytes]):
 
 
 async def read_body(
-    proto: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool
+    proto: Any, headers: Mapping[bytes, bytes], limit: int, *, needs_json: bool, drain: int = 0
 ) -> bytes:
     """The whole body: at once when its declared length is within `limit`, else by chunks
-    (no Content-Length: HTTP/1.1 chunked or HTTP/2 without one) until the limit is passed."""
+    (no Content-Length: HTTP/1.1 chunked or HTTP/2 without one) until the limit is passed, then
+    read and dropped up to `drain` bytes before the refusal."""
     declared = check_head(headers, limit, needs_json=needs_json)
     if declared is not None:
         body: bytes = await proto()
     else:
         body = b""
+        taken = 0
+        stop = max(limit, drain)
         async for chunk in proto:
-            body = body + chunk if body else chunk
-            if len(body) > limit:
-                raise too_large(limit)
+            taken += len(chunk)
+            if taken <= limit:
+                body = body + chunk if body else chunk
+            elif taken > stop:
+                break
+        if taken > limit:
+            raise too_large(limit)
     return check_body(body, declared, needs_json=needs_json)
 
 
 async def discard_body(proto: Any, headers: Mapping[bytes, bytes], limit: int) -> None:
-    """Take a refused request's body (up to `limit`) before answering (see app._AsgiBody).
-    A body already read, wholly or in part, cannot be read again: then there is nothing to do."""
+    """Take a refused request's unread body (up to `limit`) before answering (see
+    app._AsgiBody); should it have been read after all, there is nothing left to take."""
     try:
         raw = headers.get(b"content-length")
         if raw is not None and raw.isdigit() and int(raw) <= limit:
