@@ -6,8 +6,10 @@ deliveries wait for one recipient. The count comes from the store (`MessageStore
 and is cached in memory so the hot path stays O(1): the cache is read from the store the first
 time a recipient is seen (so a restart starts from the real depth), grows by what is accepted,
 and is re-read when it says the limit is near or when it is older than `refresh_s` (deliveries
-shrink the queue, fan-out may grow it). Reservations are taken before the commit and returned
-when the commit fails or the message was a duplicate, so concurrent senders cannot overshoot.
+shrink the queue, fan-out may grow it); while it is below half the limit, only after 12 times
+`refresh_s`, so that many UEs with a few messages each do not cost a count query per
+message. Reservations are taken before the commit and returned when the commit fails or the
+message was a duplicate, so concurrent senders cannot overshoot.
 A refusal happens at acceptance only: nothing already acknowledged is ever dropped (ADR 0020).
 """
 
@@ -66,10 +68,10 @@ class StoredMessageQuota:
         now = self._clock()
         key = recipient.key
         entry = self._counts.get(key)
-        if (
-            entry is None
-            or entry.stored + entry.in_flight + count > self._limit
-            or now - entry.checked_at > self._refresh_s
+        if entry is None or (
+            (wanted := entry.stored + entry.in_flight + count) > self._limit
+            or now - entry.checked_at
+            > (self._refresh_s if wanted * 2 > self._limit else self._refresh_s * 12)
         ):
             stored = await self._store.pending_count(recipient)
             entry = self._counts.get(key)  # another accept may have come in meanwhile
