@@ -193,7 +193,9 @@ class MqttGateway:
             self._on_message,
             self._on_report,
             self.metrics,
-            lambda: self._started,
+            # Ready once subscribed to the devices' topics: an uplink published after /readyz
+            # says 200 is never missed (and not ready while the broker is unreachable).
+            lambda: self._started and self.connected.is_set(),
             max_body=gw.max_body_bytes,
         )
 
