@@ -55,7 +55,7 @@ async def test_password_from_a_file_or_the_environment_binds(
         async with asyncio.timeout(10):
             await eventually(lambda: smsc.bound_sessions > 0, 0.05)
     finally:
-        process.stop()
+        await asyncio.to_thread(process.stop)  # the SMSC simulator runs on this loop
         await smsc.stop()
     assert PASSWORD not in process.log()
 
