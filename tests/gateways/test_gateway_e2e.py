@@ -122,7 +122,7 @@ async def test_mo_sms_single_and_concatenated_reach_the_as(
             assert set(await smsc.inject_mo(MSISDN, "12345", long_text, reference=3)) == {0}
         got = await asyncio.to_thread(receiver.wait_for, 2, 15.0)
     finally:
-        gateway.stop()
+        await asyncio.to_thread(gateway.stop)
     bodies: list[Any] = [g["body"] for g in got]
     assert [g["path"] for g in got] == ["/cb/deliver-message"] * 2
     assert sorted(b["payload"] for b in bodies) == sorted(["hello AS", long_text])
@@ -154,7 +154,7 @@ async def test_acknowledged_message_survives_kill_9_of_the_gateway(
         async with asyncio.timeout(15):
             await smsc.wait_for(lambda: bool(smsc.received))
     finally:
-        gateway.stop()
+        await asyncio.to_thread(gateway.stop)
         await smsc.stop()
     assert [r.text for r in smsc.received] == ["survives kill -9"]
 
@@ -215,7 +215,7 @@ async def test_as_message_reaches_the_legacy_ue_and_its_report_comes_back(
         assert ack.json().get("status") in (None, "DELY_STORED")
         (report,) = await asyncio.to_thread(receiver.wait_for, 1, 20.0)
     finally:
-        gateway.stop()
+        await asyncio.to_thread(gateway.stop)
     parts = sorted(smsc.received, key=lambda r: r.concat.sequence if r.concat else 0)
     assert "".join(p.text for p in parts) == text
     assert {p.destination_addr for p in parts} == {MSISDN}

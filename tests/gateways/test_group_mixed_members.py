@@ -150,7 +150,7 @@ async def test_group_of_coap_sms_mqtt_and_as_members_gets_one_report_per_member(
             await asyncio.sleep(0.5)
     finally:
         for g in gateways:
-            g.stop()
+            await asyncio.to_thread(g.stop)
         broker.stop()
         await smsc.stop()
     assert [(s.destination_addr, s.text) for s in smsc.received] == [(MSISDN, "to every path")]

@@ -83,6 +83,6 @@ async def test_broadcast_reaches_the_cbc_with_scope_and_pages(tmp_path: Path) ->
             assert len(cbc.accepted) == 1
     finally:
         sender.stop()
-        bmg.stop()
+        await asyncio.to_thread(bmg.stop)
         await asyncio.to_thread(server.stop)
         await cbc.stop()
