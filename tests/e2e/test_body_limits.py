@@ -6,10 +6,13 @@ over HTTP/2 and HTTP/1.1, with or without Content-Length; the server keeps servi
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.procs import ServerProcess
@@ -77,3 +80,19 @@ def test_a_body_refused_after_it_was_read_is_answered_at_once(
     )
     status, problem = curl(server.url + PATH, body, *extra)
     assert (status, problem["cause"]) == (400, "INVALID_MSG_FORMAT")
+
+
+def test_a_client_gone_mid_body_is_no_server_error(server: ServerProcess) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(
+                f"POST {PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                "content-length: 1000\r\n\r\n".encode()
+                + b'{"oriAddr":'
+            )
+        time.sleep(0.2)
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    assert "unexpected error" not in server.log()
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'status="500"' not in metrics

@@ -15,7 +15,7 @@ from typing import Any
 from granian._granian import RSGIProtocolClosed as ProtocolClosed
 from granian._granian import RSGIProtocolError as ProtocolError
 
-from msgin5g.api.http import Response, check_body, check_head, too_large
+from msgin5g.api.http import HttpError, Response, check_body, check_head, too_large
 
 
 class RsgiHeaders(Mapping[bytes, bytes]):
@@ -58,20 +58,23 @@ async def read_body(
     (no Content-Length: HTTP/1.1 chunked or HTTP/2 without one) until the limit is passed, then
     read and dropped up to `drain` bytes before the refusal."""
     declared = check_head(headers, limit, needs_json=needs_json)
-    if declared is not None:
-        body: bytes = await proto()
-    else:
-        body = b""
-        taken = 0
-        stop = max(limit, drain)
-        async for chunk in proto:
-            taken += len(chunk)
-            if taken <= limit:
-                body = body + chunk if body else chunk
-            elif taken > stop:
-                break
-        if taken > limit:
-            raise too_large(limit)
+    try:
+        if declared is not None:
+            body: bytes = await proto()
+        else:
+            body = b""
+            taken = 0
+            stop = max(limit, drain)
+            async for chunk in proto:
+                taken += len(chunk)
+                if taken <= limit:
+                    body = body + chunk if body else chunk
+                elif taken > stop:
+                    break
+            if taken > limit:
+                raise too_large(limit)
+    except (ProtocolClosed, ProtocolError):  # the client went away mid-body (as ASGI's case)
+        raise HttpError(400, "the client went away", cause="UNSPECIFIED_MSG_FAILURE") from None
     return check_body(body, declared, needs_json=needs_json)
 
 
@@ -118,4 +121,7 @@ def send(proto: Any, response: Response) -> None:
         headers = [(_text(k), v.decode("latin-1")) for k, v in response.headers]
         if ctype is not None:
             headers.append(("content-type", _text(ctype)))
-    proto.response_bytes(response.status, headers, response.body)
+    try:  # noqa: SIM105 (try costs less than contextlib.suppress on this path)
+        proto.response_bytes(response.status, headers, response.body)
+    except (ProtocolClosed, ProtocolError):
+        pass  # the client left before its answer; what was accepted stays accepted
