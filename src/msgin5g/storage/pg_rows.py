@@ -13,14 +13,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from msgin5g.core.message import (
-    Acceptance,
-    AckStatus,
-    Address,
     Delivery,
-    DeliveryKind,
-    Priority,
 )
-from msgin5g.ports import MessageRecord, NewDelivery, UplinkSegment
+from msgin5g.ports import MessageRecord, NewDelivery
+from msgin5g.storage import rows as parse
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -165,20 +161,6 @@ def kept_copies(
     return [kept[k] for k in sorted(kept)]
 
 
-def created(delivery_id: int, d: NewDelivery) -> Delivery:
-    return Delivery(
-        delivery_id=delivery_id,
-        kind=d.kind,
-        recipient=d.recipient,
-        body=d.body,
-        priority=d.priority,
-        expires_at=d.expires_at,
-        origin=d.origin,
-        message_id=d.message_id,
-        wants_report=d.wants_report,
-    )
-
-
 async def insert(conn: Conn, items: Sequence[NewDelivery], now: float) -> list[Delivery]:
     """Insert `items` in order, with ascending fresh ids, and keep a copy of each downlink
     segment for SEGREC; one statement."""
@@ -188,7 +170,7 @@ async def insert(conn: Conn, items: Sequence[NewDelivery], now: float) -> list[D
     rows = await conn.fetch(
         INSERT, *delivery_arrays(items, [now] * len(items)), *segment_arrays(kept)
     )
-    return [created(r[0], d) for r, d in zip(rows, items, strict=True)]
+    return [parse.created(r[0], d) for r, d in zip(rows, items, strict=True)]
 
 
 class Accept:
@@ -251,7 +233,9 @@ async def accept_all(conn: Conn, items: Sequence[Accept]) -> list[list[Delivery]
     for i in candidates:
         count = len(items[i].deliveries)
         if items[i].key in inserted:
-            made[i] = [created(taken[position + j], items[i].deliveries[j]) for j in range(count)]
+            made[i] = [
+                parse.created(taken[position + j], items[i].deliveries[j]) for j in range(count)
+            ]
         position += count
     return [made.get(i) for i in range(len(items))]
 
@@ -262,46 +246,7 @@ async def find_records(
     """The stored records of (origin key, message id) pairs. Run after `accept_all` returned,
     they are committed (ours, or those ON CONFLICT waited for): a plain read sees them."""
     found = await conn.fetch(FIND_MESSAGES, [k[0] for k in keys], [k[1] for k in keys])
-    return {(r[0], r[1]): record(r) for r in found}
-
-
-def delivery(row: asyncpg.Record) -> Delivery:
-    return Delivery(
-        delivery_id=row[0],
-        kind=DeliveryKind(row[1]),
-        recipient=Address.from_key(row[2]),
-        body=row[3],
-        priority=Priority(row[4]),
-        expires_at=row[5],
-        origin=Address.from_key(row[6]),
-        message_id=row[7],
-        wants_report=row[8],
-        attempts=row[9],
-    )
-
-
-def record(row: asyncpg.Record) -> MessageRecord:
-    return MessageRecord(
-        origin=Address.from_key(row[0]),
-        message_id=row[1],
-        recipient=Address.from_key(row[2]),
-        acceptance=Acceptance(AckStatus(row[3]), row[4]),
-        wants_report=row[5],
-        report_received=row[6],
-        keep_until=row[7],
-    )
-
-
-def uplink(row: asyncpg.Record) -> UplinkSegment:
-    return UplinkSegment(
-        origin=Address.from_key(row[0]),
-        segment_id=row[1],
-        number=row[2],
-        total=row[3],
-        last=row[4],
-        body=row[5],
-        expires_at=row[6],
-    )
+    return {(r[0], r[1]): parse.record(r) for r in found}
 
 
 def count(status: str) -> int:

@@ -37,6 +37,7 @@ from msgin5g.ports import (
     UplinkSegment,
 )
 from msgin5g.storage import pg_rows as pg
+from msgin5g.storage import rows as parse
 from msgin5g.storage.pg_schema import SCHEMA_NAME, migrate
 
 if TYPE_CHECKING:
@@ -315,7 +316,7 @@ class PostgresStore:
                 origin.key,
                 message_id,
             )
-            return pg.record(row) if row else None
+            return parse.record(row) if row else None
 
         return await self._read(op)
 
@@ -419,7 +420,7 @@ class PostgresStore:
                 list(exclude),
                 limit,
             )
-            return [pg.delivery(r) for r in rows]
+            return [parse.delivery(r) for r in rows]
 
         return await self._read(op)
 
@@ -447,7 +448,7 @@ class PostgresStore:
                 limit,
             )
             return sorted(
-                (pg.delivery(r) for r in rows), key=lambda d: (d.expires_at, d.delivery_id)
+                (parse.delivery(r) for r in rows), key=lambda d: (d.expires_at, d.delivery_id)
             )
 
         return await self._write(op)
@@ -727,7 +728,7 @@ class PostgresStore:
                 segment.origin.key,
                 segment.segment_id,
             )
-            return [pg.uplink(r) for r in rows]
+            return [parse.uplink(r) for r in rows]
 
         return await self._write(op)
 
@@ -749,7 +750,7 @@ class PostgresStore:
                 " WHERE v.origin=u.origin AND v.segment_id=u.segment_id) LIMIT 512",
                 now,
             )
-            return [pg.uplink(r) for r in rows]
+            return [parse.uplink(r) for r in rows]
 
         return await self._read(op)
 

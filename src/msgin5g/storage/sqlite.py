@@ -21,8 +21,6 @@ from typing import Any, TypeVar
 
 from msgin5g.core.errors import StorageFailure
 from msgin5g.core.message import (
-    Acceptance,
-    AckStatus,
     Address,
     AsRegistration,
     Delivery,
@@ -38,6 +36,7 @@ from msgin5g.ports import (
     TopicSubscriber,
     UplinkSegment,
 )
+from msgin5g.storage import rows as parse
 
 log = logging.getLogger(__name__)
 
@@ -159,33 +158,6 @@ _DELIVERY_COLUMNS = (
 )
 
 
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    return Delivery(
-        delivery_id=row[0],
-        kind=DeliveryKind(row[1]),
-        recipient=Address.from_key(row[2]),
-        body=row[3],
-        priority=Priority(row[4]),
-        expires_at=row[5],
-        origin=Address.from_key(row[6]),
-        message_id=row[7],
-        wants_report=bool(row[8]),
-        attempts=row[9],
-    )
-
-
-def _record(row: tuple[Any, ...]) -> MessageRecord:
-    return MessageRecord(
-        origin=Address.from_key(row[0]),
-        message_id=row[1],
-        recipient=Address.from_key(row[2]),
-        acceptance=Acceptance(AckStatus(row[3]), row[4]),
-        wants_report=bool(row[5]),
-        report_received=bool(row[6]),
-        keep_until=row[7],
-    )
-
-
 _INSERT_DELIVERY = (
     "INSERT INTO deliveries (id, recipient, kind, priority, body, origin, message_id,"
     " wants_report, expires_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -257,20 +229,6 @@ def _segment_row(item: NewDelivery) -> tuple[Any, ...]:
     )
 
 
-def _created(delivery_id: int, item: NewDelivery) -> Delivery:
-    return Delivery(
-        delivery_id=delivery_id,
-        kind=item.kind,
-        recipient=item.recipient,
-        body=item.body,
-        priority=item.priority,
-        expires_at=item.expires_at,
-        origin=item.origin,
-        message_id=item.message_id,
-        wants_report=item.wants_report,
-    )
-
-
 class _Accept:
     """A queued `accept`: the group commit inserts all of a batch's accepts with executemany."""
 
@@ -293,7 +251,7 @@ def _insert_delivery(
     conn.execute(_INSERT_DELIVERY, _delivery_row(delivery_id, item, now))
     if item.segment_id is not None:
         conn.execute(_KEEP_SEGMENT, _segment_row(item))
-    return _created(delivery_id, item)
+    return parse.created(delivery_id, item)
 
 
 class SqliteStore:
@@ -546,7 +504,7 @@ class SqliteStore:
                 rows.append(_delivery_row(delivery_id, d, item.now))
                 if d.segment_id is not None:
                     segments.append(_segment_row(d))
-                created.append(_created(delivery_id, d))
+                created.append(parse.created(delivery_id, d))
             results.append((None, created))
         conn.executemany(_INSERT_DELIVERY, rows)
         if segments:
@@ -724,7 +682,7 @@ class SqliteStore:
                 " ORDER BY priority, id LIMIT ?",
                 (recipient.key, limit),
             ).fetchall()
-        return [_delivery(r) for r in rows]
+        return [parse.delivery(r) for r in rows]
 
     async def recipients_with_pending(self, after: str = "", limit: int = 0) -> list[Address]:
         rows = self._read().execute(
@@ -748,7 +706,7 @@ class SqliteStore:
                 if r[0] not in skip
             ][:limit]
             conn.executemany("DELETE FROM deliveries WHERE id=?", [(r[0],) for r in rows])
-            return [_delivery(r) for r in rows]
+            return [parse.delivery(r) for r in rows]
 
         return await self._write(op)
 
@@ -937,7 +895,7 @@ class SqliteStore:
                 " ORDER BY number",
                 (segment.origin.key, segment.segment_id),
             ).fetchall()
-            return [_uplink(r) for r in rows]
+            return [parse.uplink(r) for r in rows]
 
         return await self._write(op)
 
@@ -961,7 +919,7 @@ class SqliteStore:
             )
             .fetchall()
         )
-        return [_uplink(r) for r in rows]
+        return [parse.uplink(r) for r in rows]
 
 
 _UE_COLUMNS = (
@@ -971,25 +929,13 @@ _UE_COLUMNS = (
 _UPLINK_COLUMNS = "origin, segment_id, number, total, last, body, expires_at"
 
 
-def _uplink(row: tuple[Any, ...]) -> UplinkSegment:
-    return UplinkSegment(
-        origin=Address.from_key(row[0]),
-        segment_id=row[1],
-        number=row[2],
-        total=row[3],
-        last=bool(row[4]),
-        body=row[5],
-        expires_at=row[6],
-    )
-
-
 def _find(conn: sqlite3.Connection, origin: Address, message_id: str) -> MessageRecord | None:
     row = conn.execute(
         "SELECT origin, message_id, recipient, ack_status, ack_cause, wants_report,"
         " report_received, keep_until FROM messages WHERE origin=? AND message_id=?",
         (origin.key, message_id),
     ).fetchone()
-    return _record(row) if row else None
+    return parse.record(row) if row else None
 
 
 def _incremental_vacuum_on(conn: sqlite3.Connection) -> None:
