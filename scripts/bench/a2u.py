@@ -56,6 +56,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from benchlib import cpu_seconds, free_port
 
 from msgin5g.coap import ClientObservation, CoapClient, Code, ContentFormat
 
@@ -68,20 +69,6 @@ _ns = time.perf_counter_ns
 
 
 # -- processes ----------------------------------------------------------------------------------
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def cpu_busy() -> dict[int, tuple[int, int]]:

@@ -37,18 +37,12 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import cpu_seconds, free_port
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PATH = "/msgs-msgdelivery/v1/deliver-as-message"
 APPS = [f"sink-{n}" for n in range(8)]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -93,13 +87,6 @@ def wrk(url: str, seconds: int, connections: int, dest: str) -> subprocess.Popen
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its threads (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def requests_done(out: str) -> int:

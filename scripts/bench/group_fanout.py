@@ -24,17 +24,9 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import free_port
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait(url: str) -> None:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import cpu_seconds, free_port
 
 HERE = Path(__file__).resolve().parent
 PATH = "/msgs-msgdelivery/v1/deliver-as-message"
@@ -50,15 +51,6 @@ BODY = {
 }
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait(url: str) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -68,13 +60,6 @@ def wait(url: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise TimeoutError(url)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and all its threads (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def pinned(cpu: int, *cmd: str) -> list[str]:

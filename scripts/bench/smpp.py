@@ -14,18 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 import time
 
+from benchlib import free_port
+
 from msgin5g.gateways.sms import DeliverSm, SmppConfig, SmppPool, SubmitOptions
 from msgin5g.gateways.sms.smsc_sim import SmscSimulator
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_listening(port: int) -> None:

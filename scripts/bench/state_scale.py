@@ -43,6 +43,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from benchlib import cpu_seconds, free_port
 
 from msgin5g.core.message import (
     AS,
@@ -61,19 +62,6 @@ DB = "msgin5g.sqlite3"
 DELIVER = "/msgs-msgdelivery/v1/deliver-as-message"
 AS_ID = "scale-as"
 CHUNK = 4096
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
