@@ -96,7 +96,7 @@ from msgin5g.coap.message import (
     encode,
     encode_uint,
     format_code,
-    retransmission_delays,
+    initial_timeout,
     string_options,
 )
 
@@ -236,6 +236,7 @@ class Observation:
     __slots__ = (
         "_accepted",
         "_cancelled",
+        "_con",
         "_endpoint",
         "_seq",
         "_waiter",
@@ -262,6 +263,7 @@ class Observation:
         self._seq = 1
         self._cancelled: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiter: asyncio.Future[bool] | None = None
+        self._con: asyncio.Future[Message | None] | None = None  # the notification in flight
 
     def __repr__(self) -> str:
         return f"Observation({self.remote!r}, {self.token.hex()}, /{'/'.join(self.path)})"
@@ -315,13 +317,16 @@ class Observation:
     def _finish(self, reason: str) -> None:
         if not self._cancelled.done():
             self._cancelled.set_result(reason)
+        con = self._con  # a notification waiting for its ACK stops now (RFC 7641 §3.6)
+        if con is not None and not con.done():
+            con.set_result(None)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(False)
 
 
 class _PendingCon:
-    __slots__ = ("attempt", "data", "delays", "future", "remote", "timer")
+    __slots__ = ("attempt", "data", "future", "remote", "timeout", "timer")
 
     def __init__(
         self, data: bytes, remote: Address, future: asyncio.Future[Message | None]
@@ -329,7 +334,7 @@ class _PendingCon:
         self.data = data
         self.remote = remote
         self.future = future
-        self.delays: list[float] = []
+        self.timeout = 0.0  # the first wait; it doubles after each retransmission (§4.2)
         self.attempt = 0
         self.timer: asyncio.TimerHandle | None = None
 
@@ -465,8 +470,11 @@ class _Layer(asyncio.DatagramProtocol):
             self._send_empty(_RST, (data[2] << 8) | data[3], addr)
         logger.debug("CoAP: malformed datagram from %s: %s", addr, exc)
 
-    async def _send_confirmable(self, message: Message, remote: Address) -> Message | None:
-        """Send a CON and retransmit it (§4.2); returns the ACK or RST, or None on timeout."""
+    async def _send_confirmable(
+        self, message: Message, remote: Address, observation: Observation | None = None
+    ) -> Message | None:
+        """Send a CON and retransmit it (§4.2); returns the ACK or RST, or None on timeout or
+        when `observation` (a notification's) ends first."""
         loop = self._loop
         if loop is None or self._transport is None:
             return None
@@ -474,13 +482,17 @@ class _Layer(asyncio.DatagramProtocol):
         key = (remote, message.mid)
         future: asyncio.Future[Message | None] = loop.create_future()
         pending = _PendingCon(data, remote, future)
-        pending.delays = retransmission_delays(self.params, self._rng)
+        pending.timeout = initial_timeout(self.params, self._rng)
         self._pending[key] = pending
-        pending.timer = loop.call_at(loop.time() + pending.delays[0], self._retransmit, key)
+        pending.timer = loop.call_at(loop.time() + pending.timeout, self._retransmit, key)
         self._send(data, remote)
+        if observation is not None:
+            observation._con = future
         try:
             return await future
         finally:
+            if observation is not None and observation._con is future:
+                observation._con = None
             if pending.timer is not None:
                 pending.timer.cancel()
             if self._pending.get(key) is pending:
@@ -497,7 +509,7 @@ class _Layer(asyncio.DatagramProtocol):
             return
         self._send(pending.data, pending.remote)
         pending.timer = loop.call_at(
-            loop.time() + pending.delays[pending.attempt], self._retransmit, key
+            loop.time() + pending.timeout * (1 << pending.attempt), self._retransmit, key
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -881,9 +893,9 @@ class CoapEndpoint(_Layer):
                 self._drop_observation(observation, "ended")
             return True
         try:
-            answer = await self._send_confirmable(message, observation.remote)
+            answer = await self._send_confirmable(message, observation.remote, observation)
             if answer is None:
-                self._drop_observation(observation, "timeout")
+                self._drop_observation(observation, "timeout")  # or it had ended already
                 return False
             if answer.mtype == _RST:
                 self._drop_observation(observation, "reset")

@@ -50,6 +50,7 @@ __all__ = [
     "encode",
     "encode_uint",
     "format_code",
+    "initial_timeout",
     "retransmission_delays",
     "string_options",
 ]
@@ -505,9 +506,14 @@ def retransmission_delays(
     each time; the list has MAX_RETRANSMIT + 1 entries, the last being the wait after the final
     retransmission before giving up.
     """
-    uniform = (rng or _RNG).uniform
-    first = uniform(params.ack_timeout, params.ack_timeout * params.ack_random_factor)
+    first = initial_timeout(params, rng)
     return [first * (1 << i) for i in range(params.max_retransmit + 1)]
+
+
+def initial_timeout(params: TransmissionParameters, rng: random.Random | None = None) -> float:
+    """§4.2: the wait after a CON's first transmission, random in [ACK_TIMEOUT,
+    ACK_TIMEOUT * ACK_RANDOM_FACTOR]; it doubles after each retransmission."""
+    return (rng or _RNG).uniform(params.ack_timeout, params.ack_timeout * params.ack_random_factor)
 
 
 class DedupCache:

@@ -12,7 +12,6 @@ block-wise one); anything else is a RETRY and the item stays stored.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
@@ -57,7 +56,7 @@ class UeInbox:
         UE's lane so stored and unacknowledged items go out."""
         previous = self._observations.get(ue_service_id)
         self._observations[ue_service_id] = observation
-        observation.add_cancel_callback(lambda ended: self._ended(ue_service_id, ended))
+        observation.add_cancel_callback(lambda ended: self._detach(ue_service_id, ended))
         if previous is not None and previous is not observation:
             previous.cancel()
         log.info(
@@ -70,7 +69,7 @@ class UeInbox:
         """End the UE's observation because it de-registered: a final 4.04 notification
         (RFC 7641 §3.2, non-confirmable) tells the client its observation is over."""
         observation = self._observations.pop(ue_service_id, None)
-        transport = self._transports.pop(ue_service_id, None)
+        self._transports.pop(ue_service_id, None)
         if observation is not None and not observation.cancelled:
             await observation.notify(
                 b'{"cause":"TARGET_NOT_FOUND","detail":"the UE de-registered"}',
@@ -78,8 +77,8 @@ class UeInbox:
                 confirmable=False,
                 code=Code.NOT_FOUND,
             )
-        if observation is not None and transport is not None:
-            transport.observation_ended(observation)  # no longer reachable through _ended
+        if observation is not None:
+            observation.cancel()  # ended already, unless the 4.04 could not be sent
 
     def observing(self, ue_service_id: str) -> bool:
         observation = self._observations.get(ue_service_id)
@@ -98,12 +97,6 @@ class UeInbox:
             transport = self._transports[ue_service_id] = UeTransport(self, ue_service_id)
         return transport
 
-    def _ended(self, ue_service_id: str, observation: Observation) -> None:
-        transport = self._transports.get(ue_service_id)
-        if transport is not None:
-            transport.observation_ended(observation)
-        self._detach(ue_service_id, observation)
-
     def _detach(self, ue_service_id: str, observation: Observation) -> None:
         if self._observations.get(ue_service_id) is observation:
             del self._observations[ue_service_id]
@@ -120,7 +113,6 @@ class UeTransport:
     def __init__(self, inbox: UeInbox, ue_service_id: str) -> None:
         self._inbox = inbox
         self._ue = ue_service_id
-        self._in_flight: tuple[Observation, asyncio.Future[bool]] | None = None
 
     async def send(self, delivery: Delivery) -> SendOutcome:
         body = notification_body(delivery)
@@ -137,29 +129,8 @@ class UeTransport:
             observation = newer  # the UE observes again: hand the item over there at once
         return SendOutcome(SendResult.RETRY, "the UE is not observing its inbox")
 
-    def observation_ended(self, observation: Observation) -> None:
-        """Stop a notification still waiting for its ACK on an observation that ended
-        (replaced by a newer one, or the UE left); a late ACK there only means the UE may
-        see the item twice."""
-        if self._in_flight is not None and self._in_flight[0] is observation:
-            self._in_flight[1].cancel()
-
-    async def _notify(self, observation: Observation, body: bytes) -> bool:
-        """One Confirmable notification; False as soon as the observation ends under it
-        (`observation_ended` cancels it: one task per notification, no watcher task)."""
-        notify = asyncio.ensure_future(
-            observation.notify(body, content_format=ContentFormat.JSON, confirmable=True)
-        )
-        self._in_flight = (observation, notify)
-        try:
-            return await notify
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if notify.cancelled() and (task is None or not task.cancelling()):
-                return False  # the observation ended, not this hand-over
-            raise
-        finally:
-            if self._in_flight is not None and self._in_flight[1] is notify:
-                self._in_flight = None
-            if not notify.done():
-                notify.cancel()
+    @staticmethod
+    async def _notify(observation: Observation, body: bytes) -> bool:
+        """One Confirmable notification; False as soon as the observation ends under it (the
+        endpoint stops the notification then: no task or watcher per notification)."""
+        return await observation.notify(body, content_format=ContentFormat.JSON, confirmable=True)

@@ -229,6 +229,9 @@ def _segment_row(item: NewDelivery) -> tuple[Any, ...]:
     )
 
 
+_DELETE_DELIVERY = "DELETE FROM deliveries WHERE id=?"
+
+
 class _Accept:
     """A queued `accept`: the group commit inserts all of a batch's accepts with executemany."""
 
@@ -238,6 +241,19 @@ class _Accept:
         self.record = record
         self.deliveries = deliveries
         self.now = now
+
+
+class _Delete:
+    """A queued `finish` with nothing to follow: the group commit deletes all of a batch's
+    handed-over deliveries with one executemany."""
+
+    __slots__ = ("delivery_id",)
+
+    def __init__(self, delivery_id: int):
+        self.delivery_id = delivery_id
+
+
+_Op = Callable[[sqlite3.Connection], Any] | _Accept | _Delete
 
 
 class _Conflict(Exception):
@@ -281,9 +297,7 @@ class SqliteStore:
         self._reclaiming = False
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[
-            tuple[Callable[[sqlite3.Connection], Any] | _Accept, asyncio.Future[Any]]
-        ] = []
+        self._pending: list[tuple[_Op, asyncio.Future[Any]]] = []
         self._ids = _Ids(1)
         self._flush_scheduled = False
         self._checkpointer: threading.Thread | None = None
@@ -391,7 +405,9 @@ class SqliteStore:
 
     # group commit ------------------------------------------------------------------------------
 
-    def _write(self, op: Callable[[sqlite3.Connection], T] | _Accept) -> asyncio.Future[T]:
+    def _write(
+        self, op: Callable[[sqlite3.Connection], T] | _Accept | _Delete
+    ) -> asyncio.Future[T]:
         """Queue `op` for the next group commit; the future resolves once it is committed.
 
         Everything queued during one event-loop iteration commits in one transaction, run by
@@ -422,10 +438,18 @@ class SqliteStore:
     def _run_batch(
         self,
         conn: sqlite3.Connection,
-        batch: list[tuple[Callable[[sqlite3.Connection], Any] | _Accept, asyncio.Future[Any]]],
+        batch: list[tuple[_Op, asyncio.Future[Any]]],
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
-        accepts = [(op, fut) for op, fut in batch if isinstance(op, _Accept)]
-        others = [(op, fut) for op, fut in batch if not isinstance(op, _Accept)]
+        accepts: list[tuple[_Accept, asyncio.Future[Any]]] = []
+        deletes: list[tuple[_Delete, asyncio.Future[Any]]] = []
+        others: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        for op, fut in batch:
+            if isinstance(op, _Accept):
+                accepts.append((op, fut))
+            elif isinstance(op, _Delete):
+                deletes.append((op, fut))
+            else:
+                others.append((op, fut))
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -434,9 +458,11 @@ class SqliteStore:
                 results.extend(
                     (fut, True, v) for (_op, fut), v in zip(accepts, values, strict=True)
                 )
-            for op, fut in others:
-                assert not isinstance(op, _Accept)
-                results.append((fut, True, op(conn)))
+            if deletes:
+                conn.executemany(_DELETE_DELIVERY, [(op.delivery_id,) for op, _f in deletes])
+                results.extend((fut, True, None) for _op, fut in deletes)
+            for other, fut in others:
+                results.append((fut, True, other(conn)))
             conn.execute("COMMIT")
             self.commits += 1
             self.committed_ops += len(batch)
@@ -449,9 +475,8 @@ class SqliteStore:
         for item, fut in batch:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                value = self._accept_one(conn, item) if isinstance(item, _Accept) else item(conn)
+                results.append((fut, True, self._run_one(conn, item)))
                 conn.execute("COMMIT")
-                results.append((fut, True, value))
             except Exception as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -460,6 +485,14 @@ class SqliteStore:
         self.commits += 1
         self.committed_ops += len(batch)
         return results
+
+    def _run_one(self, conn: sqlite3.Connection, item: _Op) -> Any:
+        if isinstance(item, _Accept):
+            return self._accept_one(conn, item)
+        if isinstance(item, _Delete):
+            conn.execute(_DELETE_DELIVERY, (item.delivery_id,))
+            return None
+        return item(conn)
 
     def _read(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -649,13 +682,16 @@ class SqliteStore:
     async def finish(
         self, delivery: Delivery, outcome: Outcome, follow_up: NewDelivery | None
     ) -> Delivery | None:
-        now = self._clock()
+        if follow_up is None:  # the hot path: a handed-over delivery, deleted in a batch
+            await self._write(_Delete(delivery.delivery_id))
+            return None
+        now, report = self._clock(), follow_up
 
         def op(conn: sqlite3.Connection) -> Delivery | None:
-            cur = conn.execute("DELETE FROM deliveries WHERE id=?", (delivery.delivery_id,))
-            if cur.rowcount == 0 or follow_up is None:
+            cur = conn.execute(_DELETE_DELIVERY, (delivery.delivery_id,))
+            if cur.rowcount == 0:
                 return None
-            return _insert_delivery(conn, self._ids, follow_up, now)
+            return _insert_delivery(conn, self._ids, report, now)
 
         return await self._write(op)
 
