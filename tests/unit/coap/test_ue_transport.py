@@ -89,7 +89,7 @@ async def test_observing_again_moves_the_unacknowledged_item_at_once(setup: Any)
 
 
 async def test_observation_ending_gives_retry_at_once(setup: Any) -> None:
-    _endpoint, handler, transport, inbox = setup
+    endpoint, handler, transport, inbox = setup
     await observe(setup, 40, b"t1")
     ue = inbox.transport_for(UE_ID)
     assert ue is not None
@@ -101,6 +101,7 @@ async def test_observation_ending_gives_retry_at_once(setup: Any) -> None:
     assert outcome.result is SendResult.RETRY
     assert "cancelled" in outcome.detail
     assert inbox.transport_for(UE_ID) is None
+    assert not endpoint._pending  # the notification is not retransmitted any more
 
 
 async def test_cancelling_the_hand_over_is_not_swallowed(setup: Any) -> None:
