@@ -88,7 +88,7 @@ from msgin5g.coap.message import (
     ContentFormat,
     DedupCache,
     Message,
-    MessageIdSequence,
+    MessageIds,
     MessageType,
     OptionNumber,
     TransmissionParameters,
@@ -351,7 +351,7 @@ class _Layer(asyncio.DatagramProtocol):
     ) -> None:
         self.params = params
         self._rng = rng or random.Random()
-        self._mids = MessageIdSequence(self._rng)
+        self._mids = MessageIds(params.exchange_lifetime, self._rng)
         self._dedup = DedupCache(params.exchange_lifetime, dedup_max_entries)
         self._pending: dict[tuple[Address, int], _PendingCon] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -463,6 +463,19 @@ class _Layer(asyncio.DatagramProtocol):
         data = bytes((0x40 | (int(mtype) << 4), 0, mid >> 8, mid & 0xFF))
         self._send(data, remote)
         return data
+
+    def _mid(self, remote: Address) -> int:
+        """A message id for `remote` now (responses, requests: see `MessageIds`)."""
+        return self._mids.take(remote, self._now())
+
+    async def _next_mid(self, remote: Address) -> int:
+        """A message id for `remote`, waiting in the rare case that `remote` was sent 65,536
+        messages within EXCHANGE_LIFETIME, so that no id is repeated to it sooner (§4.4)."""
+        delay = self._mids.delay(remote, self._now())
+        while delay > 0:
+            await asyncio.sleep(delay)
+            delay = self._mids.delay(remote, self._now())
+        return self._mids.take(remote, self._now())
 
     def _reject_malformed(self, data: bytes, addr: Address, exc: CoapFormatError) -> None:
         # RFC 7252 §4.2: reject a malformed CON with RST; §4.3: ignore anything else.
@@ -738,14 +751,14 @@ class CoapEndpoint(_Layer):
                 options.append((_BLOCK2, BlockOption(0, False, szx).encode()))
         out = Message(_ACK, response.code, message.mid, message.token, tuple(options), payload)
         if message.mtype != _CON:
-            self._send(encode(replace(out, mtype=_NON, mid=self._mids())), remote)
+            self._send(encode(replace(out, mtype=_NON, mid=self._mid(remote))), remote)
         elif not state.acked:
             data = encode(out)
             self._dedup.set_reply((remote, message.mid), data)
             self._send(data, remote)
         else:
             answer = await self._send_confirmable(
-                replace(out, mtype=_CON, mid=self._mids()), remote
+                replace(out, mtype=_CON, mid=await self._next_mid(remote)), remote
             )
             if answer is not None and answer.mtype == _RST and observation is not None:
                 self._drop_observation(observation, "reset")
@@ -767,7 +780,7 @@ class CoapEndpoint(_Layer):
             data = encode(Message(_ACK, code, message.mid, message.token, options, payload))
             self._dedup.set_reply((remote, message.mid), data)
         else:
-            data = encode(Message(_NON, code, self._mids(), message.token, options, payload))
+            data = encode(Message(_NON, code, self._mid(remote), message.token, options, payload))
         self._send(data, remote)
 
     def _reply_overloaded(self, message: Message, remote: Address) -> None:
@@ -860,6 +873,13 @@ class CoapEndpoint(_Layer):
             return False
         loop = self._loop
         assert loop is not None
+        remote = observation.remote
+        if self._mids.delay(remote, loop.time()) > 0:
+            mid = await self._next_mid(remote)
+            if observation.cancelled:
+                return False
+        else:
+            mid = self._mids.take(remote, loop.time())
         options = [*extra, (_OBSERVE, encode_uint(observation._next_seq()))]
         if content_format is not None:
             options.append((OptionNumber.CONTENT_FORMAT, encode_uint(content_format)))
@@ -880,7 +900,7 @@ class CoapEndpoint(_Layer):
         message = Message(
             _CON if confirmable else _NON,
             code,
-            self._mids(),
+            mid,
             observation.token,
             tuple(options),
             payload,
@@ -1125,7 +1145,8 @@ class CoapClient(_Layer):
         mtype = _CON if confirmable else _NON
         block_size = 1 << (self._block_szx + 4)
         if len(payload) <= block_size:
-            response = await self._exchange(remote, self._message(mtype, method, base, payload))
+            message = self._message(remote, mtype, method, base, payload)
+            response = await self._exchange(remote, message)
         else:
             response = await self._send_blocks(remote, mtype, method, base, payload)
         block2 = response.block2
@@ -1149,7 +1170,7 @@ class CoapClient(_Layer):
         remote = self._normalise(remote)
         path, query = tuple(path), tuple(query)
         base = self._base_options(path, query, None, accept, options)
-        message = self._message(_CON, Code.GET, ((_OBSERVE, b""), *base), b"")
+        message = self._message(remote, _CON, Code.GET, ((_OBSERVE, b""), *base), b"")
         observation = ClientObservation(self, remote, message.token, path, query)
         self._client_observations[message.token] = observation
         try:
@@ -1195,9 +1216,14 @@ class CoapClient(_Layer):
                 return token
 
     def _message(
-        self, mtype: MessageType, code: int, options: tuple[Option, ...], payload: bytes
+        self,
+        remote: Address,
+        mtype: MessageType,
+        code: int,
+        options: tuple[Option, ...],
+        payload: bytes,
     ) -> Message:
-        return Message(mtype, code, self._mids(), self._new_token(), options, payload)
+        return Message(mtype, code, self._mid(remote), self._new_token(), options, payload)
 
     async def _exchange(self, remote: Address, message: Message) -> Message:
         loop = self._loop
@@ -1247,7 +1273,8 @@ class CoapClient(_Layer):
             options = (*base, (_BLOCK1, BlockOption(num, more, szx).encode()))
             if num == 0:
                 options += size1
-            response = await self._exchange(remote, self._message(mtype, method, options, chunk))
+            message = self._message(remote, mtype, method, options, chunk)
+            response = await self._exchange(remote, message)
             if not more or response.code != Code.CONTINUE:
                 return response
             offset += size
@@ -1268,7 +1295,8 @@ class CoapClient(_Layer):
         following = assembler.feed(block2, first.payload, first.etag)
         while following is not None:
             options = (*base, (_BLOCK2, following.encode()))
-            response = await self._exchange(remote, self._message(mtype, method, options, b""))
+            message = self._message(remote, mtype, method, options, b"")
+            response = await self._exchange(remote, message)
             block = response.block2
             if not 64 <= response.code < 96 or block is None:
                 raise CoapBlockError(f"block {following.num} answered {response.code:#x}")
@@ -1280,7 +1308,7 @@ class CoapClient(_Layer):
         message = Message(
             _CON,
             Code.GET,
-            self._mids(),
+            self._mid(observation.remote),
             observation.token,
             ((_OBSERVE, b"\x01"), *base),
         )

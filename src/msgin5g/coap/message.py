@@ -11,7 +11,7 @@ caller. The asyncio driver lives in :mod:`msgin5g.coap.endpoint`.
 - Option accessors on :class:`Message`: Uri-Path/Query, Content-Format (§5.10), Observe
   (RFC 7641 §2), Block1/Block2 (RFC 7959 §2.2), Size1/Size2 (RFC 7959 §4).
 - :class:`TransmissionParameters` (RFC 7252 §4.8), :func:`retransmission_delays` (§4.2),
-  :class:`DedupCache` (§4.5) and :class:`MessageIdSequence` (§4.4).
+  :class:`DedupCache` (§4.5) and :class:`MessageIds` (§4.4).
 
 Errors form one small tree::
 
@@ -24,7 +24,9 @@ Errors form one small tree::
 
 from __future__ import annotations
 
+import math
 import random
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
 from enum import IntEnum
@@ -42,7 +44,7 @@ __all__ = [
     "ContentFormat",
     "DedupCache",
     "Message",
-    "MessageIdSequence",
+    "MessageIds",
     "MessageType",
     "OptionNumber",
     "TransmissionParameters",
@@ -577,15 +579,56 @@ class _DedupEntry:
         self.reply: bytes | None = None
 
 
-class MessageIdSequence:
-    """§4.4 message ids: a random start, then +1 modulo 2**16."""
+class MessageIds:
+    """§4.4 message ids, one sequence per remote endpoint: a random start, then +1 modulo
+    2**16, and an id goes to the same endpoint again only after `lifetime` (EXCHANGE_LIFETIME).
 
-    __slots__ = ("_next",)
+    Sooner, the endpoint's duplicate detection (§4.5) would take a new Confirmable message for
+    the old one with that id and acknowledge it unseen: a notification counted as delivered
+    that the UE never saw. One sequence shared by all endpoints repeats an id to some endpoint
+    as soon as 65,536 messages went out within `lifetime`, which a busy server reaches in
+    seconds. Each half of the id space is entered again only `lifetime` after its last use
+    (`delay` says how long to wait), so one endpoint gets at most 65,536 messages per
+    `lifetime`. Endpoints not sent to within `lifetime` are forgotten: their next sequence
+    starts afresh, as any id is then safe again.
+    """
 
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self._next = (rng or _RNG).randrange(0x10000)
+    __slots__ = ("_lifetime", "_rng", "_state")
 
-    def __call__(self) -> int:
-        mid = self._next
-        self._next = (mid + 1) & 0xFFFF
+    def __init__(self, lifetime: float, rng: random.Random | None = None) -> None:
+        self._lifetime = lifetime
+        self._rng = rng or _RNG
+        self._state: OrderedDict[Hashable, _IdSequence] = OrderedDict()  # least recent first
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def delay(self, remote: Hashable, now: float) -> float:
+        """Seconds until the next id for `remote` may go out (0 almost always)."""
+        state = self._state.get(remote)
+        if state is None or state.next & 0x7FFF:  # new, or inside a half already entered
+            return 0.0
+        return max(0.0, state.last_use[state.next >> 15] + self._lifetime - now)
+
+    def take(self, remote: Hashable, now: float) -> int:
+        """The next id for `remote`; callers that can wait await `delay` first."""
+        states = self._state
+        state = states.get(remote)
+        if state is None:
+            state = states[remote] = _IdSequence(self._rng.randrange(0x10000))
+        else:
+            states.move_to_end(remote)
+        mid = state.next
+        state.next = (mid + 1) & 0xFFFF
+        state.last_use[mid >> 15] = now
+        if max(next(iter(states.values())).last_use) + self._lifetime < now:
+            states.popitem(last=False)  # the least recent endpoint: its ids are all safe again
         return mid
+
+
+class _IdSequence:
+    __slots__ = ("last_use", "next")
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+        self.last_use = [-math.inf, -math.inf]  # of ids 0..0x7FFF and 0x8000..0xFFFF

@@ -15,7 +15,7 @@ from msgin5g.coap.message import (
     Code,
     DedupCache,
     Message,
-    MessageIdSequence,
+    MessageIds,
     MessageType,
     OptionNumber,
     TransmissionParameters,
@@ -211,12 +211,46 @@ def test_dedup_cache_lifetime_reply_and_bound() -> None:
     assert not cache.seen(("a", 5), now=11.0)
 
 
-def test_message_id_sequence_wraps() -> None:
-    sequence = MessageIdSequence(random.Random(3))
-    first = sequence()
-    ids = [sequence() for _ in range(0x10000)]
-    assert ids[-1] == first
-    assert all(0 <= i <= 0xFFFF for i in ids)
+def test_message_ids_wrap_per_endpoint() -> None:
+    ids = MessageIds(247.0, random.Random(3))
+    first = ids.take("a", 0.0)
+    taken = [ids.take("a", 1000.0 * (n + 1)) for n in range(0x10000)]  # slowly: no wait due
+    assert taken[-1] == first
+    assert len(set(taken)) == 0x10000
+    a1 = ids.take("a", 10**9)
+    ids.take("b", 10**9)  # endpoints do not share a sequence
+    assert ids.take("a", 10**9) == (a1 + 1) & 0xFFFF
+
+
+def test_message_ids_repeat_no_id_to_an_endpoint_within_the_lifetime() -> None:
+    """§4.4: 65,536 messages to one endpoint at once: the id space runs out and the next id
+    for that endpoint waits until its last use is EXCHANGE_LIFETIME old; others go on."""
+    ids = MessageIds(247.0, random.Random(5))
+    last_sent: dict[int, float] = {}
+    now = 0.0
+    waited = 0
+    for _ in range(0x10000 + 40_000):
+        wait = ids.delay("a", now)
+        if wait:
+            waited += 1
+            now += wait
+            assert ids.delay("a", now) == 0
+        mid = ids.take("a", now)
+        if mid in last_sent:
+            assert now - last_sent[mid] >= 247.0
+        last_sent[mid] = now
+    assert waited >= 1
+    assert ids.delay("b", 0.0) == 0  # another endpoint is not held back
+
+
+def test_message_ids_forget_idle_endpoints() -> None:
+    ids = MessageIds(10.0, random.Random(7))
+    for n in range(100):
+        ids.take(("192.0.2.1", n), 0.0)
+    assert len(ids) == 100
+    for n in range(100):
+        ids.take(("192.0.2.2", n), 11.0)
+    assert len(ids) == 100  # each new endpoint pushed out one idle for over the lifetime
 
 
 def test_package_exports_are_honest() -> None:
