@@ -336,7 +336,12 @@ class SqliteStore:
             await asyncio.to_thread(self._checkpointer.join)
             self._checkpointer = None
         if self._conn is not None:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # a full disk: the WAL stays, and is
+                log.warning(
+                    "no checkpoint at close; the WAL is replayed at the next start: %s", exc
+                )
             self._conn.close()
             self._conn = None
 
@@ -475,8 +480,9 @@ class SqliteStore:
         for item, fut in batch:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                results.append((fut, True, self._run_one(conn, item)))
-                conn.execute("COMMIT")
+                value = self._run_one(conn, item)
+                conn.execute("COMMIT")  # only a committed op is reported done
+                results.append((fut, True, value))
             except Exception as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
