@@ -608,7 +608,8 @@ class MessageIds:
         state = self._state.get(remote)
         if state is None or state.next & 0x7FFF:  # new, or inside a half already entered
             return 0.0
-        return max(0.0, state.last_use[state.next >> 15] + self._lifetime - now)
+        last_use = state.high if state.next & 0x8000 else state.low
+        return max(0.0, last_use + self._lifetime - now)
 
     def take(self, remote: Hashable, now: float) -> int:
         """The next id for `remote`; callers that can wait await `delay` first."""
@@ -620,15 +621,21 @@ class MessageIds:
             states.move_to_end(remote)
         mid = state.next
         state.next = (mid + 1) & 0xFFFF
-        state.last_use[mid >> 15] = now
-        if max(next(iter(states.values())).last_use) + self._lifetime < now:
+        if mid & 0x8000:
+            state.high = now
+        else:
+            state.low = now
+        oldest = next(iter(states.values()))
+        if max(oldest.low, oldest.high) + self._lifetime < now:
             states.popitem(last=False)  # the least recent endpoint: its ids are all safe again
         return mid
 
 
 class _IdSequence:
-    __slots__ = ("last_use", "next")
+    """The next id for one endpoint, and when ids 0..0x7FFF and 0x8000..0xFFFF were last used."""
+
+    __slots__ = ("high", "low", "next")
 
     def __init__(self, start: int) -> None:
         self.next = start
-        self.last_use = [-math.inf, -math.inf]  # of ids 0..0x7FFF and 0x8000..0xFFFF
+        self.low = self.high = -math.inf
