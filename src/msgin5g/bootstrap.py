@@ -32,6 +32,7 @@ from msgin5g.api.serving import check_port_free, serve_until_stopped
 from msgin5g.api.translate import WireRenderer
 from msgin5g.coap import CoapEndpoint, EndpointConfig, TransmissionParameters
 from msgin5g.coap.dtls_keys import PskFileError, UePsk, load_psk_file
+from msgin5g.coap.psk_watch import PskWatch
 from msgin5g.core.message import (
     AS,
     BROADCAST,
@@ -70,6 +71,7 @@ from msgin5g.storage.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from msgin5g.cluster.node import ClusterNode
+    from msgin5g.coap.dtls import DtlsServer
     from msgin5g.storage.postgres import PostgresStore
 from msgin5g.wire.ext import GW_LEGACY_3GPP
 
@@ -193,7 +195,22 @@ class ServerApp:
             timeout=settings.ue.reassembly_timeout_s,
             sweep_interval=d.sweep_interval_s,
         )
-        self._psks = _ue_psks(settings)
+        psks = _ue_psks(settings)
+        self._access = UeAccess(
+            {psk.identity: psk.ue_svc_id for psk in psks}, require_dtls=settings.ue.require_dtls
+        )
+        self._dtls: DtlsServer | None = None  # serving coaps (start)
+        self.psk_watch = (
+            PskWatch(
+                settings.ue.psk_file,
+                psks,
+                self._take_psks,
+                interval=settings.ue.psk_reload_interval_s,
+                metrics=self.metrics,
+            )
+            if settings.ue.psk_file
+            else None
+        )
         resources = Msgin5g1Resources(
             self.ue_registry,
             self.ue_inbox,
@@ -202,10 +219,7 @@ class ServerApp:
             self.store,
             self.metrics,
             topics=self.topics,
-            access=UeAccess(
-                {psk.identity: psk.ue_svc_id for psk in self._psks},
-                require_dtls=settings.ue.require_dtls,
-            ),
+            access=self._access,
         )
         coap_params = TransmissionParameters(
             ack_timeout=settings.ue.ack_timeout_s, max_retransmit=settings.ue.max_retransmit
@@ -552,13 +566,15 @@ class ServerApp:
 
             host, port = split_hostport(self.settings.server.coaps, "server.coaps")
             ue = self.settings.ue
-            await serve_coaps(
+            self._dtls = await serve_coaps(
                 self.coaps,
                 host,
                 port,
-                {psk.identity: psk.key for psk in self._psks},
+                {psk.identity: psk.key for psk in self._psks()},
                 DtlsConfig(max_sessions=ue.dtls_max_sessions, idle_timeout=ue.dtls_idle_timeout_s),
             )
+        if self.psk_watch is not None:
+            await self.psk_watch.start()
         await self.security.start()
         await self.topic_follower.start()
         self._ready = True
@@ -578,14 +594,29 @@ class ServerApp:
             "https": bool(server.tls_cert),
             "https_client_certificates": bool(server.tls_client_ca),
             "coaps": server.coaps or None,
-            "ue_psk_identities": len(self._psks),
+            "ue_psk_identities": len(self._psks()),
             "ue_require_dtls": ue.require_dtls,
             "outbound_ca_file": bool(outbound.ca_file),
             "outbound_client_certificate": bool(outbound.client_cert),
         }
 
+    def _psks(self) -> tuple[UePsk, ...]:
+        return self.psk_watch.current if self.psk_watch is not None else ()
+
+    def _take_psks(self, psks: tuple[UePsk, ...]) -> int:
+        """A reloaded PSK file (PskWatch): who may act as whom, and the DTLS keys; the
+        sessions of identities removed or changed end. Returns how many ended."""
+        old = {psk.identity: psk for psk in self._psks()}
+        self._access.replace({psk.identity: psk.ue_svc_id for psk in psks})
+        if self._dtls is None:
+            return 0
+        changed = {i for i, psk in old.items() if psk not in psks}
+        return self._dtls.update_keys({psk.identity: psk.key for psk in psks}, changed)
+
     async def stop(self) -> None:
         self._ready = False
+        if self.psk_watch is not None:
+            await self.psk_watch.stop()
         await self.topic_follower.stop()
         await self.coap.stop()
         if self.coaps is not None:
@@ -685,6 +716,9 @@ async def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    watch = server.psk_watch
+    if watch is not None:  # SIGHUP: take a changed ue.psk_file now (ADR 0016)
+        loop.add_signal_handler(signal.SIGHUP, watch.reload)
     try:
         log.info(
             "listening",
@@ -696,6 +730,6 @@ async def serve(settings: Settings) -> None:
         )
         await serve_until_stopped(http.serve(), stopping)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.stop()

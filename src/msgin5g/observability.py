@@ -41,6 +41,10 @@ HELP: dict[str, tuple[str, str]] = {
     "msgin5g_gateway_sms_binds_up": ("gauge", "SMS gateway: SMPP binds currently bound"),
     "msgin5g_gateway_mqtt_connected": ("gauge", "MQTT gateway: 1 when connected to the broker"),
     "msgin5g_gateway_mqtt_devices": ("gauge", "MQTT gateway: devices registered"),
+    "msgin5g_ue_psk_reloads_total": (
+        "counter",
+        "Reloads of ue.psk_file by outcome (failed: invalid file, the keys in use stay)",
+    ),
 }
 
 

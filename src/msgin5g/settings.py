@@ -108,6 +108,10 @@ class UeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     psk_file: str = ""
     """TOML file of the UEs' DTLS pre-shared keys: [[psk]] identity, key or key_hex,
     ue_svc_id (docs/security.md). A ueSvcId listed there is only served over DTLS."""
+    psk_reload_interval_s: float = 5.0
+    """How often the server checks psk_file for changes and takes them without a restart
+    (SIGHUP does it at once); sessions of removed or re-keyed identities end. 0 = only on
+    SIGHUP."""
     require_dtls: bool = False
     """True: plain CoAP answers every MSGin5G-1 request with 4.01; UEs must use coaps."""
     dtls_max_sessions: int = 2000
@@ -436,6 +440,8 @@ def _validate_transport_security(settings: Settings) -> None:
         raise SettingsError("ue.require_dtls needs server.coaps")
     if ue.dtls_max_sessions < 1 or ue.dtls_idle_timeout_s <= 0:
         raise SettingsError("ue.dtls_max_sessions must be >= 1 and ue.dtls_idle_timeout_s > 0")
+    if ue.psk_reload_interval_s < 0:
+        raise SettingsError("ue.psk_reload_interval_s must be >= 0")
     if bool(outbound.client_cert) != bool(outbound.client_key):
         raise SettingsError("outbound.client_cert and outbound.client_key go together")
 

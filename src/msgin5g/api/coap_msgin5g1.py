@@ -172,6 +172,11 @@ class UeAccess:
         self.provisioned = frozenset(self._owners.values())
         self.require_dtls = require_dtls
 
+    def replace(self, owners: Mapping[str, str]) -> None:
+        """Take a reloaded PSK file's identities from the next request on."""
+        self._owners = dict(owners)
+        self.provisioned = frozenset(self._owners.values())
+
     def check(self, identity: str | None, ue_service_id: str) -> None:
         """Raises Unauthenticated (4.01) or Forbidden NOT_OWNER (4.03)."""
         if identity is None:

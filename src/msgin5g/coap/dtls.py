@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -78,6 +78,12 @@ class PskStore(Mapping[str, bytes]):
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def replace(self, keys: Mapping[str, bytes]) -> set[str]:
+        """Take `keys` from now on (the next handshake looks them up); returns the identities
+        that were removed or got another key."""
+        old, self._keys = self._keys, dict(keys)
+        return {identity for identity, key in old.items() if self._keys.get(identity) != key}
 
     def __repr__(self) -> str:
         return f"PskStore(<{len(self._keys)} identities>)"
@@ -186,6 +192,25 @@ class DtlsServer(asyncio.DatagramProtocol):
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+
+    def update_keys(self, keys: Mapping[str, bytes], revoke: Iterable[str] = ()) -> int:
+        """Replace the PSKs while serving: new identities can shake hands at once, and the
+        sessions of identities removed, re-keyed or in `revoke` end now (close_notify; their
+        observations end with them), as do handshakes in progress, which may have read an old
+        key (their clients start again). Returns how many sessions ended."""
+        if not keys:
+            raise ValueError("DTLS-PSK needs at least one identity")
+        revoked = self._store.replace(keys) | set(revoke)
+        ended = 0
+        for address, session in list(self._sessions.items()):
+            if not session.established or session.identity in revoked:
+                if session.established:
+                    with contextlib.suppress(TLSError):
+                        session.buffer.shutdown()
+                    self._flush(session.buffer, address)
+                self._drop(address)
+                ended += 1
+        return ended
 
     @property
     def sessions(self) -> int:
