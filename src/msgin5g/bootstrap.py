@@ -600,6 +600,13 @@ class ServerApp:
             "outbound_client_certificate": bool(outbound.client_cert),
         }
 
+    def reload(self) -> None:
+        """SIGHUP: take a changed ue.psk_file now (ADR 0016); nothing else is reloaded."""
+        if self.psk_watch is None:
+            log.info("SIGHUP: nothing to reload (no ue.psk_file)")
+            return
+        self.psk_watch.reload()
+
     def _psks(self) -> tuple[UePsk, ...]:
         return self.psk_watch.current if self.psk_watch is not None else ()
 
@@ -716,9 +723,7 @@ async def serve(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    watch = server.psk_watch
-    if watch is not None:  # SIGHUP: take a changed ue.psk_file now (ADR 0016)
-        loop.add_signal_handler(signal.SIGHUP, watch.reload)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
     try:
         log.info(
             "listening",

@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,7 @@ from msgin5g.coap.psk_watch import PskWatch
 from msgin5g.observability import Metrics
 from msgin5g.sdk import UeClient
 from tests.security.test_dtls_ue import DtlsServer
-from tests.support.procs import free_port
+from tests.support.procs import ServerProcess, free_port
 
 FAST = TransmissionParameters(ack_timeout=0.3, exchange_lifetime=10.0, non_lifetime=10.0)
 
@@ -141,3 +142,17 @@ async def test_a_changed_file_is_noticed_by_polling(tmp_path: Path) -> None:
         assert [p.identity for p in watch.current] == ["dev-2"]
     finally:
         await watch.stop()
+
+
+def test_sighup_without_a_psk_file_leaves_the_server_running(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "nothing to reload" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "nothing to reload" in server.log()
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
+    finally:
+        assert server.stop() == 0
