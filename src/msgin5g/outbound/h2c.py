@@ -12,6 +12,8 @@ import asyncio
 import logging
 from urllib.parse import urlsplit
 
+from h2.exceptions import NoAvailableStreamIDError
+
 from msgin5g.outbound.http_client import HttpClientPool, PeerUnavailable
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,11 @@ class _Stream:
         self.future = future
         self.status = 0
         self.chunks: list[bytes] = []
+
+
+class StreamsExhausted(PeerUnavailable):
+    """This connection has used its last client stream id (2**31 - 1, RFC 9113 5.1.1): a new
+    request needs a new connection."""
 
 
 class H2cConnection:
@@ -57,6 +64,8 @@ class H2cConnection:
         self._capacity = asyncio.Event()
         """Set whenever a stream ends: a request waiting for a free stream slot may go."""
         self.closed = False
+        self.exhausted = False
+        """True once no stream id is left: no new request; it closes when its streams end."""
         self.spoke_h2 = False
         """True once the peer sent its SETTINGS: it speaks h2c."""
         self._task = asyncio.create_task(self._read(), name="h2c-client")
@@ -73,7 +82,13 @@ class H2cConnection:
             await self._capacity.wait()
             if self.closed:
                 raise PeerUnavailable("connection closed")
-        stream_id = h2.get_next_available_stream_id()
+        try:
+            stream_id = h2.get_next_available_stream_id()
+        except NoAvailableStreamIDError:
+            self.exhausted = True
+            if not self._streams:
+                self._writer.close()
+            raise StreamsExhausted("no stream id left on this connection") from None
         headers = [
             (b":method", b"POST"),
             (b":scheme", b"http"),
@@ -139,6 +154,8 @@ class H2cConnection:
                         if stream is not None and not stream.future.done():
                             stream.future.set_result((stream.status, b"".join(stream.chunks)))
                         self._capacity.set()
+                        if self.exhausted and not self._streams:
+                            self._writer.close()  # the last answer of a used-up connection
                     elif isinstance(event, StreamReset):
                         stream = self._streams.pop(event.stream_id or 0, None)
                         if stream is not None and not stream.future.done():
@@ -204,7 +221,11 @@ class H2cClient:
         conn = await self._connection()
         try:
             async with asyncio.timeout(self._timeout):
-                status, answer = await conn.post(path, body, authorization)
+                try:
+                    status, answer = await conn.post(path, body, authorization)
+                except StreamsExhausted:  # after 2**30 requests: go on over a new connection
+                    conn = await self._connection()
+                    status, answer = await conn.post(path, body, authorization)
                 if status == 401 and authorizer is not None:
                     authorizer.invalidate()  # expired or revoked: fetch anew on the retry
                 return status, answer
@@ -223,11 +244,11 @@ class H2cClient:
 
     async def _connection(self) -> H2cConnection:
         conn = self._conn
-        if conn is not None and not conn.closed:
+        if conn is not None and not conn.closed and not conn.exhausted:
             return conn
         async with self._lock:
             conn = self._conn
-            if conn is not None and not conn.closed:
+            if conn is not None and not conn.closed and not conn.exhausted:
                 return conn
             try:
                 async with asyncio.timeout(min(self._timeout, 5.0)):
