@@ -10,7 +10,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from msgin5g.coap.dtls_keys import UePsk
 from msgin5g.coap.psk_watch import PskWatch
 from msgin5g.observability import Metrics
 from msgin5g.sdk import UeClient
-from tests.security.test_dtls_ue import DtlsServer
-from tests.support.procs import ServerProcess, free_port
+from tests.security.test_dtls_ue import UES, DtlsServer, start_server
+from tests.support.procs import ServerProcess
 
 FAST = TransmissionParameters(ack_timeout=0.3, exchange_lifetime=10.0, non_lifetime=10.0)
 
@@ -61,23 +60,12 @@ async def refused(server: DtlsServer, identity: str, key: str) -> None:
 
 
 async def test_sighup_takes_a_changed_psk_file(tmp_path: Path) -> None:
-    keys = tmp_path / "psks.toml"
-    keys.write_text(psk_file({"dev-1": ("key-1", "ue-1"), "dev-2": ("key-2", "ue-2")}))
-    coaps_port = free_port(socket.SOCK_DGRAM)
-    server = DtlsServer(
-        tmp_path / "data",
-        args=("--coaps", f"127.0.0.1:{coaps_port}"),
-        env={
-            "MSGIN5G_UE_PSK_FILE": str(keys),
-            "MSGIN5G_UE_PSK_RELOAD_INTERVAL_S": "0",  # SIGHUP only
-            "MSGIN5G_UE_ACK_TIMEOUT_S": "0.5",
-        },
-    )
-    server.coaps_port = coaps_port
-    server.start()
+    server = start_server(tmp_path, MSGIN5G_UE_PSK_RELOAD_INTERVAL_S="0")  # SIGHUP only
+    keys = tmp_path / "psks.toml"  # dev-1 and dev-2 (test_dtls_ue.UES)
+    key_1, key_2 = UES["dev-1"][0], UES["dev-2"][0]
     try:
-        uri = f"coaps://127.0.0.1:{coaps_port}"
-        async with UeClient(uri, "ue-1", params=FAST, psk=("dev-1", b"key-1")) as ue1:
+        uri = f"coaps://127.0.0.1:{server.coaps_port}"
+        async with UeClient(uri, "ue-1", params=FAST, psk=("dev-1", key_1.encode())) as ue1:
             await ue1.register()
             inbox = ue1.inbox()
             assert await anext(inbox) == {"pending": 0}
@@ -90,8 +78,8 @@ async def test_sighup_takes_a_changed_psk_file(tmp_path: Path) -> None:
             await reloaded(server, "ok", 1)
             await registers(server, "ue-3", "dev-3", "key-3")
             await registers(server, "ue-2", "dev-2", "key-2b")
-            await refused(server, "dev-2", "key-2")
-            await refused(server, "dev-1", "key-1")
+            await refused(server, "dev-2", key_2)
+            await refused(server, "dev-1", key_1)
 
         # An invalid file: the keys in use stay, the error is logged without a key.
         too_long = "key-4-is-too-long-" + "x" * 40
