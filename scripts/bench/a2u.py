@@ -10,7 +10,10 @@ process pins itself to CPU 1 and is the whole load:
   so the UEs share a handful of UDP sockets (`--sockets`, one `CoapClient` each, SO_RCVBUF
   `--rcvbuf`) and differ by token. Each UE is one task iterating its `ClientObservation`; the
   client ACKs a Confirmable notification when the task takes it, which is when the server
-  counts the item as handed over (DESIGN 2.3).
+  counts the item as handed over (DESIGN 2.3). A socket is one CoAP endpoint to the server,
+  which sends one endpoint at most 65,536 notifications per EXCHANGE_LIFETIME (247 s; RFC
+  7252 4.4, ADR 0006): a run that sends more than 65,536 x `--sockets` messages within 247 s
+  is held back by that, so give it more sockets.
 - One AS sending deliver-as-message over h2c to the UEs round-robin, `stoAndFwInd` false, so
   every answer must be 200 "forwarded" (no `status`). Two AS clients, run in turn on the same
   server and UEs: `httpx` (AsyncClient, http2 prior knowledge: what an AS in Python uses) and
