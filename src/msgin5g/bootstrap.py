@@ -611,14 +611,15 @@ class ServerApp:
         return self.psk_watch.current if self.psk_watch is not None else ()
 
     def _take_psks(self, psks: tuple[UePsk, ...]) -> int:
-        """A reloaded PSK file (PskWatch): who may act as whom, and the DTLS keys; the
-        sessions of identities removed or changed end. Returns how many ended."""
-        old = {psk.identity: psk for psk in self._psks()}
+        """A reloaded PSK file (PskWatch): who may act as whom, and the DTLS keys. The DTLS
+        layer ends the sessions of identities removed or re-keyed; those of identities now
+        bound to another ueSvcId end too. Returns how many ended."""
+        owners = {psk.identity: psk.ue_svc_id for psk in self._psks()}
         self._access.replace({psk.identity: psk.ue_svc_id for psk in psks})
         if self._dtls is None:
             return 0
-        changed = {i for i, psk in old.items() if psk not in psks}
-        return self._dtls.update_keys({psk.identity: psk.key for psk in psks}, changed)
+        moved = {p.identity for p in psks if owners.get(p.identity, p.ue_svc_id) != p.ue_svc_id}
+        return self._dtls.update_keys({psk.identity: psk.key for psk in psks}, moved)
 
     async def stop(self) -> None:
         self._ready = False

@@ -277,3 +277,32 @@ async def test_observations_end_with_the_session() -> None:
         assert server.sessions == 0
     finally:
         await endpoint.stop()
+
+
+async def test_updated_keys_end_the_sessions_of_revoked_identities_only() -> None:
+    """A reloaded PSK file (ADR 0016): a removed identity, a re-keyed one and one named in
+    `revoke` (its ueSvcId moved) lose their sessions and observations; others keep theirs."""
+    app = WhoAmI()
+    endpoint, server = await start(app=app)
+    clients = {i: await client_for(endpoint, i) for i in KEYS}
+    try:
+        for client in clients.values():
+            await client.observe(endpoint.address, ("obs",))
+        assert server.sessions == 3
+        keys = {"dev-2": b"new-key-of-dev-2", "dev-3": KEYS["dev-3"], "dev-4": b"key-of-dev-4"}
+        assert server.update_keys(keys) == 2  # dev-1 removed, dev-2 re-keyed
+        assert set(server.identities().values()) == {"dev-3"}
+        async with asyncio.timeout(2):
+            for observation in app.observations[:2]:
+                assert await observation.wait_cancelled() == "session ended"
+        assert not app.observations[2].cancelled
+        assert server.update_keys(keys, revoke={"dev-3"}) == 1
+        assert server.sessions == 0
+        fresh = await client_for(endpoint, "dev-4", b"key-of-dev-4")  # added: shakes hands
+        answer = await fresh.request(endpoint.address, Code.GET, ("who",))
+        assert answer.payload.startswith(b"dev-4|")
+        await fresh.stop()
+    finally:
+        for client in clients.values():
+            await client.stop()
+        await endpoint.stop()

@@ -338,7 +338,7 @@ class SqliteStore:
         if self._conn is not None:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.OperationalError as exc:  # a full disk: the WAL stays, and is
+            except sqlite3.OperationalError as exc:  # a full disk: the WAL stays on disk
                 log.warning(
                     "no checkpoint at close; the WAL is replayed at the next start: %s", exc
                 )
