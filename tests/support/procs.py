@@ -176,7 +176,11 @@ class Receiver:
             return []
         import json
 
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line]
+        # The receiver may be mid-way through writing a long line: only lines it has
+        # finished (ending in a newline) count.
+        text = self.out.read_text()
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, object]]:
         deadline = time.monotonic() + timeout
