@@ -559,6 +559,12 @@ class ServerApp:
         if self.cluster is not None:
             await self.cluster.start()
         await self.segments.start()
+        data = self.settings.data_path()
+        restored = self.coap.keep_message_ids(data / "coap-message-ids.journal")
+        if self.coaps is not None:
+            restored += self.coaps.keep_message_ids(data / "coaps-message-ids.journal")
+        if restored:
+            log.info("CoAP message ids continue for %d UE endpoints (RFC 7252 4.4)", restored)
         host, port = split_hostport(self.settings.server.coap, "server.coap")
         await self.coap.start(host, port)
         if self.coaps is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_coap_endpoint import COAP_CLIENT
-from tests.support.procs import Receiver, ServerProcess
+from tests.support.procs import Receiver, ServerProcess, free_port
 
 pytestmark = [
     pytest.mark.e2e,
@@ -80,9 +81,12 @@ class Observer:
     """coap-client observing a UE's inbox for `seconds`: its trace grows in `text`, the bodies
     it received (whole, after Block2 reassembly) are appended to the file `out`."""
 
-    def __init__(self, server: ServerProcess, ue: str, seconds: int, out: Path) -> None:
+    def __init__(
+        self, server: ServerProcess, ue: str, seconds: int, out: Path, port: int = 0
+    ) -> None:
         self.out = out
         self.args = (
+            *(("-p", str(port)) if port else ()),
             "-m",
             "get",
             "-s",
@@ -286,3 +290,52 @@ async def test_coap_client_blockwise_upload_reaches_the_as(
     assert '{"msgType":"MSGRESP","msgId":"ue-big-1"}' in trace
     (got,) = await asyncio.to_thread(app.wait_for, 1)
     assert got["body"]["payload"] == text  # type: ignore[index]
+
+
+def notification_ids(trace: str) -> list[int]:
+    """The message ids of the Confirmable notifications in a coap-client -v 6 trace."""
+    return [int(mid, 16) for mid in re.findall(r"v:1 t:CON c:2\.05 i:([0-9a-f]{4})", trace, re.I)]
+
+
+async def test_message_ids_continue_across_kill_9_for_the_same_ue_endpoint(
+    tmp_path: Path, app: Receiver
+) -> None:
+    """RFC 7252 §4.4 across a restart: coap-client keeps its port (-p), as a UE keeps its
+    address, and after kill -9 and a restart the server goes on past the ids it sent there
+    instead of starting afresh at a random one the UE may have seen moments ago (ADR 0006)."""
+    ue_port = free_port(socket.SOCK_DGRAM)
+    server = ServerProcess(tmp_path / "data", env={"MSGIN5G_UE_ACK_TIMEOUT_S": "0.5"}).start()
+    traces: list[str] = []
+    try:
+        await register_ue(server, "ue-1")
+        for round_ in range(2):
+            if round_:
+                server.kill9()
+                server = ServerProcess(
+                    server.data_dir,
+                    env=server.env,
+                    http_port=server.http_port,
+                    coap_port=server.coap_port,
+                ).start()
+            observer = Observer(server, "ue-1", 20, tmp_path / f"inbox-{round_}.out", ue_port)
+            async with (
+                observer,
+                httpx.AsyncClient(base_url=server.url, http2=True, http1=False) as http,
+            ):
+                registered = await http.post(
+                    REGISTER, json={"asSvcId": "as-1", "targetUri": app.url}
+                )
+                assert registered.status_code in (200, 201)
+                sent = [as_message("ue-1", f"round {round_} #{n}") for n in range(5)]
+                for message in sent:
+                    assert (await http.post(DELIVER, json=message)).status_code == 200
+                for message in sent:
+                    await observer.wait_for(message["msgId"])
+            traces.append(observer.text)
+    finally:
+        server.stop()
+    before, after = (notification_ids(trace) for trace in traces)
+    assert len(before) >= 5
+    assert len(after) >= 5
+    assert not set(after) & set(before), "an id repeated to the UE within EXCHANGE_LIFETIME"
+    assert 0 < (after[0] - before[-1]) % 0x10000 <= 1024, (before, after)

@@ -62,6 +62,7 @@ import random
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from msgin5g.coap.block import (
@@ -77,6 +78,7 @@ from msgin5g.coap.block import (
     negotiate_block2,
     slice_block,
 )
+from msgin5g.coap.id_journal import IdJournal
 from msgin5g.coap.message import (
     BlockOption,
     CoapBlockError,
@@ -352,6 +354,7 @@ class _Layer(asyncio.DatagramProtocol):
         self.params = params
         self._rng = rng or random.Random()
         self._mids = MessageIds(params.exchange_lifetime, self._rng)
+        self._id_journal: IdJournal | None = None
         self._dedup = DedupCache(params.exchange_lifetime, dedup_max_entries)
         self._pending: dict[tuple[Address, int], _PendingCon] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -372,11 +375,26 @@ class _Layer(asyncio.DatagramProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
 
+    def keep_message_ids(self, path: Path) -> int:
+        """Keep this endpoint's message ids across restarts in the file `path`
+        (:mod:`msgin5g.coap.id_journal`, RFC 7252 §4.4): call before serving. Returns how many
+        endpoints' sequences continue from before."""
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        journal = IdJournal(path, loop.time)
+        self._mids = MessageIds(self.params.exchange_lifetime, self._rng, journal)
+        restored = self._mids.restore(journal.load(), loop.time())
+        journal.open(self._mids.entries())
+        self._id_journal = journal
+        return restored
+
     async def stop(self) -> None:
         """Close the socket, end outstanding exchanges and cancel the owned tasks."""
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+        journal, self._id_journal = self._id_journal, None
+        if journal is not None:
+            journal.close(self._mids.entries())
         for pending in self._pending.values():
             if pending.timer is not None:
                 pending.timer.cancel()

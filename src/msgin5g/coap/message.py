@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from operator import itemgetter
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "BlockOption",
@@ -43,6 +43,7 @@ __all__ = [
     "Code",
     "ContentFormat",
     "DedupCache",
+    "IdReservations",
     "Message",
     "MessageIds",
     "MessageType",
@@ -579,25 +580,56 @@ class _DedupEntry:
         self.reply: bytes | None = None
 
 
+class IdReservations(Protocol):
+    """Where :class:`MessageIds` records how far each endpoint's ids may have gone, so that a
+    restarted server continues there (:mod:`msgin5g.coap.id_journal`). Times are those of
+    the caller's clock."""
+
+    def reserved(self, remote: Hashable, limit: int, low: float, high: float) -> None:
+        """Ids of `remote` up to `limit` (exclusive, modulo 2**16) may be used from now on."""
+
+    def rewrite(self, entries: Iterable[tuple[Hashable, int, float, float]]) -> None:
+        """Replace everything recorded by `entries` (remote, limit, low, high)."""
+
+    @property
+    def records(self) -> int:
+        """How many records were written since the last rewrite."""
+
+
+_ID_BLOCK = 1024
+"""Ids are reserved in aligned blocks of this many; it divides 0x8000, so a block never spans
+both halves of the id space."""
+
+
 class MessageIds:
     """§4.4 message ids, one sequence per remote endpoint: a random start, then +1 modulo
     2**16, and an id goes to the same endpoint again only after `lifetime` (EXCHANGE_LIFETIME).
 
     Sooner, the endpoint's duplicate detection (§4.5) would take a new Confirmable message for
     the old one with that id and acknowledge it unseen: a notification counted as delivered
-    that the UE never saw. One sequence shared by all endpoints repeats an id to some endpoint
+    that the UE never got. One sequence shared by all endpoints repeats an id to some endpoint
     as soon as 65,536 messages went out within `lifetime`, which a busy server reaches in
     seconds. Each half of the id space is entered again only `lifetime` after its last use
     (`delay` says how long to wait), so one endpoint gets at most 65,536 messages per
     `lifetime`. Endpoints not sent to within `lifetime` are forgotten: their next sequence
     starts afresh, as any id is then safe again.
+
+    With `reservations`, each endpoint's ids are reserved block by block before use, so that
+    after a restart (`restore`) every endpoint continues past whatever it may have been sent
+    instead of at a random id that it may have seen moments ago.
     """
 
-    __slots__ = ("_lifetime", "_rng", "_state")
+    __slots__ = ("_lifetime", "_reservations", "_rng", "_state")
 
-    def __init__(self, lifetime: float, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        lifetime: float,
+        rng: random.Random | None = None,
+        reservations: IdReservations | None = None,
+    ) -> None:
         self._lifetime = lifetime
         self._rng = rng or _RNG
+        self._reservations = reservations
         self._state: OrderedDict[Hashable, _IdSequence] = OrderedDict()  # least recent first
 
     def __len__(self) -> int:
@@ -616,10 +648,13 @@ class MessageIds:
         states = self._state
         state = states.get(remote)
         if state is None:
-            state = states[remote] = _IdSequence(self._rng.randrange(0x10000))
+            start = self._rng.randrange(0x10000)
+            state = states[remote] = _IdSequence(start, start if self._reservations else -1)
         else:
             states.move_to_end(remote)
         mid = state.next
+        if mid == state.limit:
+            self._reserve(remote, state, mid)
         state.next = (mid + 1) & 0xFFFF
         if mid & 0x8000:
             state.high = now
@@ -630,12 +665,47 @@ class MessageIds:
             states.popitem(last=False)  # the least recent endpoint: its ids are all safe again
         return mid
 
+    def _reserve(self, remote: Hashable, state: _IdSequence, mid: int) -> None:
+        """Record the block of `mid` before any id of it goes out."""
+        reservations = self._reservations
+        assert reservations is not None
+        state.limit = ((mid | (_ID_BLOCK - 1)) + 1) & 0xFFFF
+        reservations.reserved(remote, state.limit, state.low, state.high)
+        if reservations.records > 2 * len(self._state) + _ID_BLOCK:
+            reservations.rewrite(self.entries())
+
+    def entries(self) -> Iterator[tuple[Hashable, int, float, float]]:
+        """(remote, limit, low, high) of every endpoint kept, for `IdReservations.rewrite`."""
+        for remote, state in self._state.items():
+            if state.limit >= 0:
+                yield remote, state.limit, state.low, state.high
+
+    def restore(self, entries: Iterable[tuple[Hashable, int, float, float]], now: float) -> int:
+        """Continue the sequences recorded before a restart; returns how many.
+
+        Each endpoint goes on at its recorded limit. The half of the id space that its last
+        reserved block lies in may have been used until the restart, so it counts as used
+        `now`; the other half was last used when recorded.
+        """
+        count = 0
+        for remote, limit, low, high in entries:
+            state = _IdSequence(limit, limit)
+            if (limit - 1) & 0x8000:
+                state.low, state.high = low, now
+            else:
+                state.low, state.high = now, high
+            self._state[remote] = state
+            count += 1
+        return count
+
 
 class _IdSequence:
-    """The next id for one endpoint, and when ids 0..0x7FFF and 0x8000..0xFFFF were last used."""
+    """The next id for one endpoint; the first id not yet reserved (-1: none are); when ids
+    0..0x7FFF and 0x8000..0xFFFF were last used."""
 
-    __slots__ = ("high", "low", "next")
+    __slots__ = ("high", "limit", "low", "next")
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, limit: int) -> None:
         self.next = start
+        self.limit = limit
         self.low = self.high = -math.inf
