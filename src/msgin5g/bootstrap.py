@@ -106,7 +106,7 @@ class ServerApp:
             on_registered=self._recipient_online,
             on_deregistered=self._ue_gone,
             default_max_segment_size=settings.ue.max_segment_size,
-            on_changed=self._changed("ue"),
+            on_changed=self._ue_changed,
         )
         self.ue_inbox = UeInbox(on_observing=self._recipient_online)
         self.groups = GroupRegistry(
@@ -288,6 +288,10 @@ class ServerApp:
             }
             await loads[name]()
 
+        async def refresh_registry(name: str, keys: list[str]) -> None:
+            assert name == "ue"  # cluster.node.KEYED
+            await self.ue_registry.refresh(keys)
+
         self.cluster = ClusterNode(
             store_url=self.settings.store.url,
             schema=self.settings.store.schema,
@@ -301,6 +305,7 @@ class ServerApp:
             observing_here=self.ue_inbox.observing,
             pending_recipients=self.store.recipients_with_pending,
             reload_registry=reload_registry,
+            refresh_registry=refresh_registry,
             end_observation=self.ue_inbox.end,
         )
         node = self.cluster
@@ -321,6 +326,15 @@ class ServerApp:
         self.metrics.gauge("msgin5g_cluster_live_instances", live_instances)
         self.metrics.gauge("msgin5g_cluster_doorbells_sent_total", doorbells_sent)
         self.metrics.gauge("msgin5g_cluster_doorbells_received_total", doorbells_received)
+
+        async def registry_reloads() -> float:
+            return float(node.registry_reloads["whole"])
+
+        async def registry_refreshes() -> float:
+            return float(node.registry_reloads["keys"])
+
+        self.metrics.gauge("msgin5g_cluster_registry_reloads_total", registry_reloads)
+        self.metrics.gauge("msgin5g_cluster_registry_refreshes_total", registry_refreshes)
         return node
 
     def _changed(self, registry: str) -> Callable[[], None]:
@@ -329,6 +343,10 @@ class ServerApp:
                 self.cluster.changed(registry)
 
         return changed
+
+    def _ue_changed(self, ue_service_ids: Sequence[str]) -> None:
+        if self.cluster is not None:
+            self.cluster.changed("ue", ue_service_ids)
 
     def _recipient_online(self, recipient: Address) -> None:
         if (

@@ -209,6 +209,10 @@ class MessageStore(Protocol):
 
     async def load_ue_registrations(self) -> list[UeRegistration]: ...
 
+    async def find_ue_registrations(self, ue_service_ids: Sequence[str]) -> list[UeRegistration]:
+        """The current registrations of those of `ue_service_ids` that have one."""
+        ...
+
     # Segmentation (TS 23.554 8.5)
     async def resend_segments(self, segment_id: str, numbers: Sequence[int]) -> list[Delivery]:
         """Queue again the kept copies of the given segments of `segment_id` (SEGREC)."""

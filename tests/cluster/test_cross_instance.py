@@ -260,3 +260,42 @@ async def test_a_ue_observing_at_another_instance_takes_its_lane_along(
             assert [m["payload"] for m in first[1:]] == ["m5", "m6"]
             assert await quiet(inbox) == []
             await inbox.aclose()
+
+
+async def test_ue_registrations_reach_the_other_instance_key_by_key(cluster: Cluster) -> None:
+    """A UE registration made at one instance is re-read by the others for that UE alone, not
+    by reloading the whole UE registry, which may hold millions (ADR 0018); so is a
+    de-registration and a gateway's registration of its UEs."""
+    a, b = cluster.start_instance(), cluster.start_instance()
+    async with (
+        AsClient(a.url, "as-1") as app,
+        UeClient(coap(b), "ue-1", params=FAST) as ue,
+        httpx.AsyncClient(base_url=b.url, http2=True, http1=False) as http,
+    ):
+        await app.register()
+
+        async def a_knows(ue_id: str) -> bool:
+            # Stored for a registered UE that is not observing; refused for an unknown one.
+            probe = f"probe-{time.monotonic()}"
+            ack = await app.send(f"UE:{ue_id}", "probe", msg_id=probe, store=True)
+            return ack.get("status") != "DELY_FAILED"
+
+        await ue.register()
+        await eventually(lambda: a_knows("ue-1"))
+        registered = await http.post(
+            "/ext-gwueregistration/v1/registrations",
+            json={"gwType": "N3G", "gwApiRoot": "http://127.0.0.1:9", "ueSvcIds": ["m-1", "m-2"]},
+        )
+        assert registered.status_code in (200, 201), registered.text
+        await eventually(lambda: a_knows("m-2"))
+        await ue.deregister()
+
+        async def a_forgot_ue_1() -> bool:
+            return not await a_knows("ue-1")
+
+        await eventually(a_forgot_ue_1)
+    refreshes = metrics(a)["msgin5g_cluster_registry_refreshes_total"]
+    assert refreshes >= 2  # at least one per change, changes close together may share one
+    # The only whole reloads at A are of the AS registry (its own registration came back).
+    reloads = metrics(a)["msgin5g_cluster_registry_reloads_total"]
+    assert reloads <= 1

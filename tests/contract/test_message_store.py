@@ -302,6 +302,18 @@ async def test_ue_registration_replaces_by_service_id(store: Store) -> None:
     assert await store.load_ue_registrations() == []
 
 
+async def test_ue_registrations_found_by_service_id(store: Store) -> None:
+    registrations = [UeRegistration(f"r{n}", f"ue-{n}", None, None, None) for n in range(1200)]
+    for registration in registrations:
+        await store.save_ue_registration(registration)
+    wanted = [f"ue-{n}" for n in range(0, 1200, 2)] + ["ue-none", "ue-0"]  # past one chunk
+    found = await store.find_ue_registrations(wanted)
+    assert sorted(found, key=lambda r: r.registration_id) == sorted(
+        registrations[::2], key=lambda r: r.registration_id
+    )
+    assert await store.find_ue_registrations([]) == []
+
+
 async def test_downlink_segments_are_kept_for_resend_until_forgotten(store: Store) -> None:
     ue = Address("UE", "ue-1")
 

@@ -16,17 +16,23 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from msgin5g.cluster.bus import UE_SUBJECT, WorkBus, instance_subject
 from msgin5g.cluster.leases import ShardLeases
 from msgin5g.cluster.shards import shard_of
-from msgin5g.core.message import Address
+from msgin5g.core.message import UE, Address
 
 log = logging.getLogger(__name__)
 
 REGISTRIES = ("as", "ue", "groups", "topics")
+KEYED = ("ue",)
+"""Registries that other instances refresh by key: the UE registry may hold millions."""
+MAX_KEYS = 1000
+"""More keys in one change (a gateway registering its UEs) go as one whole reload."""
+_WAKE_KEYS = 64
+"""Up to this many refreshed recipients are woken one by one; more, one rescan."""
 _MAX_HOPS = 2
 
 
@@ -59,6 +65,7 @@ class ClusterNode:
         pending_recipients: Callable[[], Awaitable[list[Address]]],
         reload_registry: Callable[[str], Awaitable[None]],
         end_observation: Callable[[str], Awaitable[None]],
+        refresh_registry: Callable[[str, list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.instance_id = instance_id
         self._shards = shards
@@ -68,6 +75,7 @@ class ClusterNode:
         self._observing_here = observing_here
         self._pending_recipients = pending_recipients
         self._reload_registry = reload_registry
+        self._refresh_registry = refresh_registry
         self._end_observation = end_observation
         self.leases = ShardLeases(
             store_url,
@@ -91,6 +99,8 @@ class ClusterNode:
         self._outbox: dict[tuple[str, str], tuple[str, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._stale: set[str] = set()
+        self._stale_keys: dict[str, set[str]] = {}
+        self.registry_reloads = {"whole": 0, "keys": 0}
         self._reloader: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -200,9 +210,13 @@ class ClusterNode:
 
     # registry sync ---------------------------------------------------------------------------
 
-    def changed(self, registry: str) -> None:
-        """A registry changed here: tell the other instances to reload it."""
-        self._spawn(self._announce({"registry": registry}))
+    def changed(self, registry: str, keys: Sequence[str] = ()) -> None:
+        """A registry changed here (at `keys`, when given): tell the other instances to
+        refresh those keys, or to reload it whole."""
+        event: dict[str, Any] = {"registry": registry}
+        if keys and registry in KEYED and len(keys) <= MAX_KEYS:
+            event["keys"] = list(keys)
+        self._spawn(self._announce(event))
 
     async def _announce(self, event: dict[str, Any]) -> None:
         """Publish a sync event, retrying while NATS is away (the same Nats-Msg-Id each time,
@@ -233,7 +247,16 @@ class ClusterNode:
         # that read the store before a local write cannot hide that write for good.
         registry = event.get("registry")
         if registry in REGISTRIES:
-            self._stale.add(str(registry))
+            keys = event.get("keys")
+            if (
+                registry in KEYED
+                and self._refresh_registry is not None
+                and isinstance(keys, list)
+                and all(isinstance(k, str) for k in keys)
+            ):
+                self._stale_keys.setdefault(str(registry), set()).update(keys)
+            else:
+                self._stale.add(str(registry))
             if self._reloader is None or self._reloader.done():
                 self._reloader = asyncio.create_task(self._reload(), name="cluster-reload")
         ue = event.get("observing")
@@ -244,11 +267,31 @@ class ClusterNode:
                 await self._end_observation(ue)  # it moved: one lane owner at a time
 
     async def _reload(self) -> None:
-        while self._stale:
+        while self._stale or self._stale_keys:
             names, self._stale = self._stale, set()
+            keyed, self._stale_keys = self._stale_keys, {}
             for name in sorted(names):
                 await self._reload_registry(name)
-            await self.rescan()
+                self.registry_reloads["whole"] += 1
+            woken: list[str] = []
+            for name, keys in keyed.items():
+                if name in names:  # the whole reload began after these changes: it has them
+                    continue
+                assert self._refresh_registry is not None
+                await self._refresh_registry(name, sorted(keys))
+                self.registry_reloads["keys"] += 1
+                woken += keys
+            if names or len(woken) > _WAKE_KEYS:
+                await self.rescan()
+            else:
+                self._wake_owned(Address(UE, key) for key in woken)
+
+    def _wake_owned(self, recipients: Iterable[Address]) -> None:
+        """Start the lanes of `recipients` owned here that may have stored work."""
+        lanes = self._require()
+        for recipient in recipients:
+            if self.owns(recipient) and not lanes.active(recipient):
+                lanes.reload(recipient)
 
     # taking over -----------------------------------------------------------------------------
 

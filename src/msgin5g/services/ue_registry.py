@@ -32,11 +32,12 @@ class UeRegistry:
         on_registered: Callable[[Address], None],
         on_deregistered: Callable[[Address], Awaitable[None]],
         default_max_segment_size: int = DEFAULT_MAX_SEGMENT_SIZE,
-        on_changed: Callable[[], None] = lambda: None,
+        on_changed: Callable[[Sequence[str]], None] = lambda _ids: None,
     ) -> None:
         self._store = store
         self._on_changed = on_changed
-        """Called after every committed change (other instances reload, ADR 0018)."""
+        """Called with the ueSvcIds of every committed change (other instances refresh
+        those, ADR 0018)."""
         self._on_registered = on_registered
         self._on_deregistered = on_deregistered
         self._default_max_segment_size = default_max_segment_size
@@ -45,6 +46,18 @@ class UeRegistry:
     async def load(self) -> None:
         """(Re)load every registration from the store."""
         self._by_ue = {r.ue_service_id: r for r in await self._store.load_ue_registrations()}
+
+    async def refresh(self, ue_service_ids: Sequence[str]) -> None:
+        """Re-read the registrations of `ue_service_ids` from the store (changed at another
+        instance): one query, however many registrations the store holds."""
+        found = await self._store.find_ue_registrations(ue_service_ids)
+        current = {r.ue_service_id: r for r in found}
+        for ue_service_id in ue_service_ids:
+            registration = current.get(ue_service_id)
+            if registration is None:
+                self._by_ue.pop(ue_service_id, None)
+            else:
+                self._by_ue[ue_service_id] = registration
 
     def get(self, ue_service_id: str) -> UeRegistration | None:
         return self._by_ue.get(ue_service_id)
@@ -86,7 +99,7 @@ class UeRegistry:
         )
         replaced = await self._store.save_ue_registration(registration)
         self._by_ue[ue_service_id] = registration
-        self._on_changed()
+        self._on_changed((ue_service_id,))
         log.info(
             "UE registered",
             extra={
@@ -138,7 +151,7 @@ class UeRegistry:
             self._by_ue[registration.ue_service_id] = registration
             self._on_registered(Address(UE, registration.ue_service_id))
         if new:
-            self._on_changed()
+            self._on_changed([r.ue_service_id for r in new])
         if failure is not None:
             raise failure
         log.info(
@@ -163,7 +176,7 @@ class UeRegistry:
         current = self._by_ue.get(removed.ue_service_id)
         if current is not None and current.registration_id == registration_id:
             del self._by_ue[removed.ue_service_id]
-        self._on_changed()
+        self._on_changed((removed.ue_service_id,))
         log.info(
             "UE deregistered",
             extra={"ueSvcId": removed.ue_service_id, "registrationId": registration_id},

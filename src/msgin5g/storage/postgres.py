@@ -667,6 +667,18 @@ class PostgresStore:
 
         return await self._read(op)
 
+    async def find_ue_registrations(self, ue_service_ids: Sequence[str]) -> list[UeRegistration]:
+        ids = list(dict.fromkeys(ue_service_ids))
+
+        async def op(conn: Conn) -> list[UeRegistration]:
+            rows = await conn.fetch(
+                f"SELECT {pg.UE_COLUMNS} FROM ue_registrations WHERE ue_service_id = ANY($1)",
+                ids,
+            )
+            return [UeRegistration(*r) for r in rows]
+
+        return await self._read(op) if ids else []
+
     # segmentation -------------------------------------------------------------------------------
 
     async def resend_segments(self, segment_id: str, numbers: Sequence[int]) -> list[Delivery]:

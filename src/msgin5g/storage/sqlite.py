@@ -873,6 +873,20 @@ class SqliteStore:
         rows = self._read().execute(f"SELECT {_UE_COLUMNS} FROM ue_registrations").fetchall()
         return [UeRegistration(*r) for r in rows]
 
+    async def find_ue_registrations(self, ue_service_ids: Sequence[str]) -> list[UeRegistration]:
+        conn = self._read()
+        found: list[UeRegistration] = []
+        ids = list(dict.fromkeys(ue_service_ids))
+        for at in range(0, len(ids), 500):  # within SQLite's limit on bound parameters
+            chunk = ids[at : at + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {_UE_COLUMNS} FROM ue_registrations WHERE ue_service_id IN ({marks})",
+                chunk,
+            ).fetchall()
+            found.extend(UeRegistration(*r) for r in rows)
+        return found
+
     # segmentation -------------------------------------------------------------------------------
 
     async def resend_segments(self, segment_id: str, numbers: Sequence[int]) -> list[Delivery]:
