@@ -174,6 +174,7 @@ class ServerApp:
             window_for=lambda a: d.as_window if a.kind == AS else 1,
             sweep_interval=d.sweep_interval_s,
             ownership=self._cluster(),
+            hand_over_limit=self._hand_over_limit(),
         )
         if self.cluster is not None:
             self.cluster.attach(self.dispatcher)
@@ -267,6 +268,17 @@ class ServerApp:
 
     def _submit(self, deliveries: Sequence[Delivery]) -> None:
         self.dispatcher.submit(deliveries)
+
+    def _hand_over_limit(self) -> float:
+        """The longest one hand-over can take: an HTTP callback's timeout, or a CoAP
+        notification's ACK (MAX_TRANSMIT_WAIT) and then its blocks being fetched (as long
+        again), plus one lease TTL for the clocks of two instances to differ (ADR 0018)."""
+        ue, d = self.settings.ue, self.settings.delivery
+        coap = TransmissionParameters(
+            ack_timeout=ue.ack_timeout_s, max_retransmit=ue.max_retransmit
+        )
+        limit = max(d.callback_timeout_s, 2 * coap.max_transmit_wait)
+        return limit + self.settings.cluster.lease_ttl_s
 
     def _cluster(self) -> ClusterNode | None:
         """The cluster node when [cluster] nats_url is set (ADR 0018), else None."""

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -173,9 +174,18 @@ class MessageStore(Protocol):
 
     async def add_deliveries(self, deliveries: Sequence[NewDelivery]) -> list[Delivery]: ...
 
-    async def expire(self, now: float, limit: int, exclude: Sequence[int]) -> list[Delivery]:
+    async def expire(
+        self,
+        now: float,
+        limit: int,
+        exclude: Sequence[int],
+        spare: Callable[[Address], bool] | None = None,
+        spare_until: float = -math.inf,
+    ) -> list[Delivery]:
         """Remove up to `limit` deliveries whose expiry passed, except those in `exclude`
-        (being handed over right now); returns what was removed."""
+        (being handed over right now) and, while they expired after `spare_until`, those whose
+        recipient `spare` names (another instance may be handing them over); returns what was
+        removed."""
         ...
 
     async def purge_messages(self, now: float) -> int:

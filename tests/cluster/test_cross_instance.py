@@ -299,3 +299,48 @@ async def test_ue_registrations_reach_the_other_instance_key_by_key(cluster: Clu
     # The only whole reloads at A are of the AS registry (its own registration came back).
     reloads = metrics(a)["msgin5g_cluster_registry_reloads_total"]
     assert reloads <= 1
+
+
+async def test_a_delivery_in_flight_at_one_instance_is_not_expired_by_the_other(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Every instance sweeps expired deliveries, but only the owner of a recipient (who alone
+    hands over to it) does so at once; the others wait out the longest hand-over. Before, the
+    other instance expired a delivery that the owner was handing over right then: the AS got
+    the message and its originator a failure report for the same message (ADR 0018)."""
+    cluster.env = {
+        "MSGIN5G_DELIVERY_FORWARD_WINDOW_S": "1",  # stoAndFwInd false: 1 s to hand it over
+        "MSGIN5G_DELIVERY_CALLBACK_TIMEOUT_S": "8",
+    }
+    a, b = cluster.start_instance(), cluster.start_instance()
+    slow = Receiver(tmp_path / "slow.jsonl", "h2c", delay=3.0).start()  # answers after expiry
+    reports = Receiver(tmp_path / "reports.jsonl", "h2c").start()
+    try:
+        async with AsClient(a.url, "as-0") as sender, AsClient(a.url, "as-1") as receiver:
+            await sender.register(target_uri=reports.url)
+            await receiver.register(target_uri=slow.url)
+
+            async def b_knows_both() -> bool:
+                text = (await asyncio.to_thread(httpx.get, f"{b.url}/metrics")).text
+                return "msgin5g_as_registrations 2" in text
+
+            await eventually(b_knows_both)  # whichever instance owns as-1 can deliver
+            for n in range(3):
+                ack = await sender.send("AS:as-1", f"slow {n}", msg_id=f"slow-{n}", report=True)
+                assert ack.get("status") != "DELY_FAILED", ack
+            await asyncio.to_thread(slow.wait_for, 1, 15.0)
+            await asyncio.sleep(3 * 3.0 + 2.0)  # all three answered, the sweeps have run
+        delivered = [r["body"]["msgId"] for r in bodies_of(slow)]
+        failed = [r["msgId"] for r in bodies(reports, "/cb/deliver-report")]
+        # Each message either reached the AS (handed over before it expired) or was reported
+        # expired, never both.
+        assert not set(delivered) & set(failed), (delivered, failed)
+        assert delivered, "the first one was handed over before it expired"
+        assert sorted(set(delivered) | set(failed)) == ["slow-0", "slow-1", "slow-2"]
+    finally:
+        slow.stop()
+        reports.stop()
+
+
+def bodies_of(receiver: Receiver) -> list[Json]:
+    return [r for r in receiver.received() if r["path"] == "/cb/deliver-message"]

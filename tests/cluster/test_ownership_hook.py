@@ -50,6 +50,9 @@ class Owner:
     def reachable(self, recipient: Address) -> bool | None:
         return self.remote_reachable
 
+    def handled_elsewhere(self, recipient: Address) -> bool:
+        return recipient.key not in self.ours
+
 
 class Slow:
     """A transport that takes 20 ms per hand-over and records what it delivered."""

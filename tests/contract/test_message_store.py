@@ -176,6 +176,24 @@ async def test_expire_skips_in_flight_and_purge_forgets(store: MessageStore) -> 
     assert await store.find_message(A, "m1") is None
 
 
+async def test_expire_spares_what_another_instance_may_be_handing_over(
+    store: MessageStore,
+) -> None:
+    _, (recent,) = await store.accept(record("m1"), [delivery("m1", expires=1_900.0)])
+    _, (old,) = await store.accept(record("m2"), [delivery("m2", expires=1_000.0)])
+    asked: list[Address] = []
+
+    def elsewhere(recipient: Address) -> bool:
+        asked.append(recipient)
+        return True
+
+    # Both expired by 2,000, but only the one expired before 1,500 is past the grace.
+    expired = await store.expire(2_000.0, 10, [], elsewhere, 1_500.0)
+    assert [d.delivery_id for d in expired] == [old.delivery_id]
+    assert asked == [B]
+    assert await store.expire(2_000.0, 10, [], lambda _r: False, 1_500.0) == [recent]
+
+
 async def test_as_registration_update_keeps_id(store: MessageStore) -> None:
     first = await store.save_as_registration(AsRegistration("r1", "app-b", None, "http://x/"))
     second = await store.save_as_registration(AsRegistration("r2", "app-b", "app", "http://y/"))

@@ -140,6 +140,7 @@ class Receiver:
     status: int = 204
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    delay: float = 0.0
 
     @property
     def url(self) -> str:
@@ -159,6 +160,8 @@ class Receiver:
                 str(self.out),
                 "--status",
                 str(self.status),
+                "--delay",
+                str(self.delay),
             ],
             cwd=REPO,
             stdout=subprocess.DEVNULL,

@@ -5,7 +5,8 @@
 
 `h1` is the standard library's HTTP/1.1 server (it cannot speak HTTP/2 at all); `h2c` is
 granian restricted to HTTP/2 with prior knowledge (it cannot speak HTTP/1.1). Each POST is
-appended to FILE as one JSON line {"path", "http_version", "body"}.
+appended to FILE as one JSON line {"path", "http_version", "body"}; `--delay S` (h2c) answers S
+seconds after recording, as a slow AS would.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run_h1(port: int, out: Path, status: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def run_h2c(port: int, out: Path, status: int) -> None:
+def run_h2c(port: int, out: Path, status: int, delay: float = 0.0) -> None:
     from granian.constants import HTTPModes, Interfaces
     from granian.server.embed import Server
 
@@ -56,6 +57,8 @@ def run_h2c(port: int, out: Path, status: int) -> None:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         _record(out, scope["path"], scope.get("http_version", "?"), body)
+        if delay:
+            await asyncio.sleep(delay)  # a slow AS: recorded on arrival, answered later
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -77,8 +80,12 @@ def main() -> None:
     parser.add_argument("--mode", choices=["h1", "h2c"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--status", type=int, default=204)
+    parser.add_argument("--delay", type=float, default=0.0, help="h2c: seconds before answering")
     args = parser.parse_args()
-    (run_h1 if args.mode == "h1" else run_h2c)(args.port, args.out, args.status)
+    if args.mode == "h1":
+        run_h1(args.port, args.out, args.status)
+    else:
+        run_h2c(args.port, args.out, args.status, args.delay)
 
 
 if __name__ == "__main__":

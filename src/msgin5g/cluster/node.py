@@ -166,6 +166,13 @@ class ClusterNode:
             return recipient.value in self._observers
         return None
 
+    def handled_elsewhere(self, recipient: Address) -> bool:
+        """True when another instance may be handing over to `recipient`: a MSGin5G UE that
+        last observed at another instance, any other recipient whose shard is not ours."""
+        if self._is_coap_ue(recipient):
+            return self._observers.get(recipient.value, self.instance_id) != self.instance_id
+        return not self.leases.holds(shard_of(recipient.key, self._shards))
+
     def hand_off(self, recipient: Address, token: str | None = None, hops: int = 0) -> None:
         """Ring the owner's doorbell for `recipient` (the work is already in the store)."""
         if self._is_coap_ue(recipient):

@@ -61,6 +61,11 @@ class Ownership(Protocol):
         """Reachability of a recipient owned elsewhere; None: judge it locally."""
         ...
 
+    def handled_elsewhere(self, recipient: Address) -> bool:
+        """True when another instance may be handing a delivery over to `recipient` now: the
+        expiry sweep here leaves those to it for a while (ADR 0018)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Lane:
@@ -95,6 +100,7 @@ class Dispatcher:
         on_delivered: Callable[[Delivery], Awaitable[None]] | None = None,
         ownership: Ownership | None = None,
         resume_page: int = 2000,
+        hand_over_limit: float = 300.0,
     ) -> None:
         self._store = store
         self._transport_for = transport_for
@@ -107,6 +113,9 @@ class Dispatcher:
         self._sweep_interval = sweep_interval
         self._on_delivered = on_delivered
         self._ownership = ownership
+        self._hand_over_limit = hand_over_limit
+        """The longest a hand-over can take: with several instances, a delivery whose
+        recipient another instance runs is expired here only this long after its expiry."""
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -436,7 +445,18 @@ class Dispatcher:
         """Expire what is past its time; returns how many deliveries expired."""
         total = 0
         while True:
-            expired = await self._store.expire(self._clock(), 512, self.in_flight_ids())
+            now = self._clock()
+            ownership = self._ownership
+            if ownership is None:
+                expired = await self._store.expire(now, 512, self.in_flight_ids())
+            else:  # the instance running a recipient expires its deliveries; others later
+                expired = await self._store.expire(
+                    now,
+                    512,
+                    self.in_flight_ids(),
+                    ownership.handled_elsewhere,
+                    now - self._hand_over_limit,
+                )
             if not expired:
                 return total
             self.forget(d.delivery_id for d in expired)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -436,17 +437,40 @@ class PostgresStore:
 
         return await self._read(op)
 
-    async def expire(self, now: float, limit: int, exclude: Sequence[int]) -> list[Delivery]:
+    async def expire(
+        self,
+        now: float,
+        limit: int,
+        exclude: Sequence[int],
+        spare: Callable[[Address], bool] | None = None,
+        spare_until: float = -math.inf,
+    ) -> list[Delivery]:
         async def op(conn: Conn) -> list[Delivery]:
             # SKIP LOCKED: rows another transaction is finishing right now are left to it.
-            rows = await conn.fetch(
-                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
-                " WHERE expires_at<=$1 AND NOT (id = ANY($2::bigint[])) ORDER BY expires_at"
-                f" LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING {pg.DELIVERY_COLUMNS}",
-                now,
-                list(exclude),
-                limit,
-            )
+            if spare is None:
+                rows = await conn.fetch(
+                    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE expires_at<=$1 AND NOT (id = ANY($2::bigint[])) ORDER BY expires_at"
+                    f" LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING {pg.DELIVERY_COLUMNS}",
+                    now,
+                    list(exclude),
+                    limit,
+                )
+            else:  # which recipients to spare is known here only: lock, choose, delete
+                candidates = await conn.fetch(
+                    f"SELECT {pg.DELIVERY_COLUMNS} FROM deliveries"
+                    " WHERE expires_at<=$1 AND NOT (id = ANY($2::bigint[])) ORDER BY expires_at"
+                    " LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    now,
+                    list(exclude),
+                    limit,
+                )
+                chosen = [r[0] for r in candidates if not parse.spared(r, spare, spare_until)]
+                rows = await conn.fetch(
+                    f"DELETE FROM deliveries WHERE id = ANY($1::bigint[])"
+                    f" RETURNING {pg.DELIVERY_COLUMNS}",
+                    chosen,
+                )
             return sorted(
                 (parse.delivery(r) for r in rows), key=lambda d: (d.expires_at, d.delivery_id)
             )

@@ -4,6 +4,7 @@ columns in the same order (`deliveries`, `messages`, `uplink_segments`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from msgin5g.core.message import Acceptance, AckStatus, Address, Delivery, DeliveryKind, Priority
@@ -31,6 +32,14 @@ def delivery(row: Row) -> Delivery:
         wants_report=bool(row[8]),
         attempts=row[9],
     )
+
+
+def spared(row: Row, spare: Callable[[Address], bool] | None, spare_until: float) -> bool:
+    """A `delivery` row the expiry sweep leaves for now: its recipient is one `spare` names
+    and it expired after `spare_until` (`MessageStore.expire`)."""
+    if spare is None or row[5] <= spare_until:
+        return False
+    return spare(Address.from_key(row[2]))
 
 
 def record(row: Row) -> MessageRecord:

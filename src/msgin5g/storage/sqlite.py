@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -734,7 +735,14 @@ class SqliteStore:
         )
         return [Address.from_key(r[0]) for r in rows.fetchall()]
 
-    async def expire(self, now: float, limit: int, exclude: Sequence[int]) -> list[Delivery]:
+    async def expire(
+        self,
+        now: float,
+        limit: int,
+        exclude: Sequence[int],
+        spare: Callable[[Address], bool] | None = None,
+        spare_until: float = -math.inf,
+    ) -> list[Delivery]:
         skip = set(exclude)
 
         def op(conn: sqlite3.Connection) -> list[Delivery]:
@@ -745,7 +753,7 @@ class SqliteStore:
                     " ORDER BY expires_at LIMIT ?",
                     (now, limit + len(skip)),
                 ).fetchall()
-                if r[0] not in skip
+                if r[0] not in skip and not parse.spared(r, spare, spare_until)
             ][:limit]
             conn.executemany("DELETE FROM deliveries WHERE id=?", [(r[0],) for r in rows])
             return [parse.delivery(r) for r in rows]
