@@ -269,6 +269,17 @@ class ServerApp:
     def _submit(self, deliveries: Sequence[Delivery]) -> None:
         self.dispatcher.submit(deliveries)
 
+    def _live_instances(self, count: int) -> None:
+        """Each instance enforces its share of the per-client rate limit (ADR 0018)."""
+        limiter = self.security.limiter
+        if limiter is not None:
+            limiter.share(count)
+            log.info(
+                "rate limit shared by %d instances: %.6g requests/s per client here",
+                count,
+                limiter.rate / max(1, count),
+            )
+
     def _hand_over_limit(self) -> float:
         """The longest one hand-over can take: an HTTP callback's timeout, or a CoAP
         notification's ACK (MAX_TRANSMIT_WAIT) and then its blocks being fetched (as long
@@ -318,6 +329,7 @@ class ServerApp:
             pending_recipients=self.store.recipients_with_pending,
             reload_registry=reload_registry,
             refresh_registry=refresh_registry,
+            on_live_instances=self._live_instances,
             end_observation=self.ue_inbox.end,
         )
         node = self.cluster

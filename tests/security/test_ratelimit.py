@@ -158,3 +158,15 @@ async def test_the_in_flight_count_returns_to_zero_after_errors() -> None:
         assert big.status_code == 413
         assert (await client.post("/msgs-msgdelivery/v1/slow")).status_code == 200
         assert app._in_flight == 0
+
+
+def test_several_instances_each_enforce_their_share() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=3.0, burst=9, clock=clock)
+    limiter.share(3)  # three instances: 1/s and bursts of 3 here
+    assert [limiter.take("a") for _ in range(4)] == [0, 0, 0, 1]
+    clock.now += 1.0
+    assert [limiter.take("a") for _ in range(2)] == [0, 1]
+    limiter.share(1)  # alone again: the whole limit
+    clock.now += 10
+    assert [limiter.take("a") for _ in range(10)] == [0] * 9 + [1]

@@ -66,6 +66,7 @@ class ClusterNode:
         reload_registry: Callable[[str], Awaitable[None]],
         end_observation: Callable[[str], Awaitable[None]],
         refresh_registry: Callable[[str, list[str]], Awaitable[None]] | None = None,
+        on_live_instances: Callable[[int], None] = lambda _n: None,
     ) -> None:
         self.instance_id = instance_id
         self._shards = shards
@@ -76,6 +77,8 @@ class ClusterNode:
         self._pending_recipients = pending_recipients
         self._reload_registry = reload_registry
         self._refresh_registry = refresh_registry
+        self._on_live_instances = on_live_instances
+        self._live_seen = 0
         self._end_observation = end_observation
         self.leases = ShardLeases(
             store_url,
@@ -121,9 +124,9 @@ class ClusterNode:
             await self.bus.close()
             await self.leases.close()
             raise OSError(f"cannot join the cluster: {type(exc).__name__}: {exc}") from None
-        await self.leases.beat()
+        await self._beat()
         self._tasks = [
-            asyncio.create_task(self._every(self._heartbeat, self.leases.beat), name="lease"),
+            asyncio.create_task(self._every(self._heartbeat, self._beat), name="lease"),
             asyncio.create_task(self._every(self._rescan, self.rescan), name="rescan"),
         ]
 
@@ -140,6 +143,14 @@ class ClusterNode:
         )
         await self.bus.close()
         await self.leases.close()
+
+    async def _beat(self) -> None:
+        """Renew the leases; tell `on_live_instances` when the number of instances changed."""
+        await self.leases.beat()
+        live = self.leases.live_instances
+        if live != self._live_seen:
+            self._live_seen = live
+            self._on_live_instances(live)
 
     async def _every(self, period: float, job: Callable[[], Awaitable[None]]) -> None:
         while True:

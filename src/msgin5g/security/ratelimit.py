@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Per-client token buckets: `rate` requests per second with bursts of `burst` (ADR 0015).
+"""Per-client token buckets: `rate` requests per second with bursts of `burst` (ADR 0015);
+with several instances each enforces its share (`share`).
 
 `take` is O(1): a bucket is refilled lazily from the time since its last use. Idle buckets
 (full again) are dropped when the table grows past `max_keys`, so a scan of many source
@@ -26,11 +27,19 @@ class RateLimiter:
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
-        self._rate = rate
-        self._burst = float(burst)
+        self._rate = self.rate = rate
+        self._burst = self.burst = float(burst)
         self._clock = clock
         self._max_keys = max_keys
         self._buckets: dict[str, list[float]] = {}
+
+    def share(self, instances: int) -> None:
+        """Enforce 1/`instances` of the configured rate and burst here. Several instances behind
+        a load balancer that spreads each client's requests (per request, docs/deployment.md)
+        then hold the client near the configured rate in all (ADR 0018)."""
+        n = max(1, instances)
+        self._rate = self.rate / n
+        self._burst = max(1.0, self.burst / n)
 
     def take(self, key: str) -> int:
         """0 when a request of `key` may pass now, else the whole seconds to wait (Retry-After)."""
