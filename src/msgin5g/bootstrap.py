@@ -326,7 +326,7 @@ class ServerApp:
             rescan=c.rescan_s,
             is_coap_ue=is_coap_ue,
             observing_here=self.ue_inbox.observing,
-            pending_recipients=self.store.recipients_with_pending,
+            work_after=self.store.recipients_with_work_after,
             reload_registry=reload_registry,
             refresh_registry=refresh_registry,
             on_live_instances=self._live_instances,
@@ -358,6 +358,15 @@ class ServerApp:
             return float(node.registry_reloads["keys"])
 
         self.metrics.gauge("msgin5g_cluster_registry_reloads_total", registry_reloads)
+
+        async def rescans_full() -> float:
+            return float(node.rescans["full"])
+
+        async def rescans_recent() -> float:
+            return float(node.rescans["recent"])
+
+        self.metrics.gauge("msgin5g_cluster_rescans_full_total", rescans_full)
+        self.metrics.gauge("msgin5g_cluster_rescans_recent_total", rescans_recent)
         self.metrics.gauge("msgin5g_cluster_registry_refreshes_total", registry_refreshes)
         return node
 

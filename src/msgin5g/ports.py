@@ -167,6 +167,11 @@ class MessageStore(Protocol):
         """Queued deliveries for `recipient`, highest priority then oldest first."""
         ...
 
+    async def recipients_with_work_after(self, after_id: int) -> tuple[list[Address], int]:
+        """Recipients of the deliveries with ids above `after_id`, and the highest such id
+        (`after_id` when there is none): the work stored since an earlier look (ADR 0018)."""
+        ...
+
     async def recipients_with_pending(self, after: str = "", limit: int = 0) -> list[Address]:
         """Recipients with queued work; with `limit`, a page of those whose key sorts after
         `after`, in key order (the restart scan pages through a million of them)."""

@@ -17,7 +17,7 @@ import pytest
 from msgin5g.coap import TransmissionParameters
 from msgin5g.sdk import AsClient, UeClient
 from msgin5g.sdk.ue import SdkError
-from tests.cluster.cluster_procs import Cluster
+from tests.cluster.cluster_procs import Cluster, NatsServer
 from tests.support.procs import Receiver, ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -344,3 +344,41 @@ async def test_a_delivery_in_flight_at_one_instance_is_not_expired_by_the_other(
 
 def bodies_of(receiver: Receiver) -> list[Json]:
     return [r for r in receiver.received() if r["path"] == "/cb/deliver-message"]
+
+
+async def test_work_whose_doorbell_was_lost_is_found_by_the_next_rescan(
+    cluster: Cluster, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """With NATS gone no doorbell rings, yet what either instance accepts reaches the AS: the
+    owner's periodic rescan (every second here) reads the work stored since its last scans,
+    without reading all stored work each time (ADR 0018)."""
+    a, b = cluster.start_instance(), cluster.start_instance()
+    receiver = Receiver(tmp_path / "as.jsonl", "h2c").start()
+    try:
+        async with AsClient(a.url, "as-1") as app, AsClient(b.url, "as-0") as other:
+            await app.register(target_uri=receiver.url)
+
+            async def both_know() -> bool:
+                text = (await asyncio.to_thread(httpx.get, f"{b.url}/metrics")).text
+                return "msgin5g_as_registrations 1" in text
+
+            await eventually(both_know)
+
+            async def first_scans_done() -> bool:  # the first periodic scan reads everything
+                return all(metrics(s)["msgin5g_cluster_rescans_full_total"] >= 1 for s in (a, b))
+
+            await eventually(first_scans_done)
+            nats_server.stop()
+            # Five through each instance, one after the other: one of the two holds as-1's
+            # shard and delivers at once, the other's five wait for the owner's rescan.
+            for sender, first in ((app, 0), (other, 5)):
+                for n in range(first, first + 5):
+                    ack = await sender.send("AS:as-1", f"m-{n}", msg_id=f"m-{n}", store=True)
+                    assert ack.get("status") != "DELY_FAILED", ack
+                got = await asyncio.to_thread(receiver.wait_for, first + 5, 15.0)
+        ids = sorted(str(g["body"]["msgId"]) for g in got)  # type: ignore[index]
+        assert ids == sorted(f"m-{n}" for n in range(10))
+        recent = sum(metrics(s)["msgin5g_cluster_rescans_recent_total"] for s in (a, b))
+        assert recent >= 1
+    finally:
+        receiver.stop()

@@ -176,6 +176,16 @@ async def test_expire_skips_in_flight_and_purge_forgets(store: MessageStore) -> 
     assert await store.find_message(A, "m1") is None
 
 
+async def test_recipients_with_work_after_an_id(store: MessageStore) -> None:
+    assert await store.recipients_with_work_after(0) == ([], 0)
+    _, (d1,) = await store.accept(record("m1"), [delivery("m1")])
+    _, (d2,) = await store.accept(record("m2"), [delivery("m2")])
+    recipients, top = await store.recipients_with_work_after(0)
+    assert (recipients, top) == ([B], d2.delivery_id)
+    assert await store.recipients_with_work_after(d2.delivery_id) == ([], d2.delivery_id)
+    assert await store.recipients_with_work_after(d1.delivery_id) == ([B], d2.delivery_id)
+
+
 async def test_expire_spares_what_another_instance_may_be_handing_over(
     store: MessageStore,
 ) -> None:

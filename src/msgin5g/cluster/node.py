@@ -5,8 +5,9 @@ doorbell for a lane owned elsewhere goes, and what a registry change elsewhere m
 Ownership: a MSGin5G UE (CoAP) belongs to the instance where it observes its inbox; every
 other recipient (AS, gateway-served UE, group, topic, broadcast area, peer) to the holder of
 its shard's lease. Work for a recipient owned elsewhere is committed to PostgreSQL as usual,
-then a doorbell tells the owner to read it. A lost doorbell costs latency, not messages: the
-owner re-reads its recipients' stored work every `rescan` seconds and whenever it gains shards.
+then a doorbell tells the owner to read it. A lost doorbell costs latency, not messages: every
+`rescan` seconds the owner looks at the work stored since its scan before last, about once a
+minute and whenever it gains shards at all of it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -34,6 +36,8 @@ MAX_KEYS = 1000
 _WAKE_KEYS = 64
 """Up to this many refreshed recipients are woken one by one; more, one rescan."""
 _MAX_HOPS = 2
+_FULL_RESCAN_S = 60.0
+"""How often the periodic rescan reads all stored work rather than the recent (ADR 0018)."""
 
 
 class Lanes(Protocol):
@@ -62,7 +66,7 @@ class ClusterNode:
         rescan: float,
         is_coap_ue: Callable[[Address], bool],
         observing_here: Callable[[str], bool],
-        pending_recipients: Callable[[], Awaitable[list[Address]]],
+        work_after: Callable[[int], Awaitable[tuple[list[Address], int]]],
         reload_registry: Callable[[str], Awaitable[None]],
         end_observation: Callable[[str], Awaitable[None]],
         refresh_registry: Callable[[str, list[str]], Awaitable[None]] | None = None,
@@ -74,7 +78,11 @@ class ClusterNode:
         self._rescan = rescan
         self._is_coap_ue = is_coap_ue
         self._observing_here = observing_here
-        self._pending_recipients = pending_recipients
+        self._work_after = work_after
+        self._full_every = max(1, round(_FULL_RESCAN_S / rescan))
+        self._scans = 0
+        self._marks: deque[int] = deque(maxlen=3)
+        """The highest delivery id each of the last scans saw, oldest first."""
         self._reload_registry = reload_registry
         self._refresh_registry = refresh_registry
         self._on_live_instances = on_live_instances
@@ -104,6 +112,7 @@ class ClusterNode:
         self._stale: set[str] = set()
         self._stale_keys: dict[str, set[str]] = {}
         self.registry_reloads = {"whole": 0, "keys": 0}
+        self.rescans = {"full": 0, "recent": 0}
         self._reloader: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -127,7 +136,7 @@ class ClusterNode:
         await self._beat()
         self._tasks = [
             asyncio.create_task(self._every(self._heartbeat, self._beat), name="lease"),
-            asyncio.create_task(self._every(self._rescan, self.rescan), name="rescan"),
+            asyncio.create_task(self._every(self._rescan, self._periodic_rescan), name="rescan"),
         ]
 
     async def stop(self) -> None:
@@ -315,10 +324,23 @@ class ClusterNode:
 
     async def rescan(self) -> None:
         """Start a lane for every owned recipient with stored work and no running lane."""
-        lanes = self._require()
-        for recipient in await self._pending_recipients():
-            if self.owns(recipient) and not lanes.active(recipient):
-                lanes.reload(recipient)
+        await self._scan(0, "full")
+
+    async def _periodic_rescan(self) -> None:
+        """Every `rescan` s: the work stored since the scan before last (a transaction that
+        took its ids before a scan may commit after it), and all of it about once a minute
+        (a lost doorbell for older work, a lane that stopped)."""
+        self._scans += 1
+        if not self._marks or self._scans % self._full_every == 0:
+            await self._scan(0, "full")
+        else:
+            await self._scan(self._marks[0], "recent")
+
+    async def _scan(self, after_id: int, kind: str) -> None:
+        recipients, top = await self._work_after(after_id)
+        self._marks.append(max(top, self._marks[-1] if self._marks else 0))
+        self.rescans[kind] += 1
+        self._wake_owned(recipients)
 
     async def _gained(self, shards: Iterable[int]) -> None:
         await self.rescan()

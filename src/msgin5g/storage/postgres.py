@@ -425,6 +425,17 @@ class PostgresStore:
 
         return await self._read(op)
 
+    async def recipients_with_work_after(self, after_id: int) -> tuple[list[Address], int]:
+        async def op(conn: Conn) -> tuple[list[Address], int]:
+            rows = await conn.fetch(
+                "SELECT recipient, max(id) FROM deliveries WHERE id>$1 GROUP BY recipient",
+                after_id,
+            )
+            top = max((int(r[1]) for r in rows), default=after_id)
+            return [Address.from_key(r[0]) for r in rows], top
+
+        return await self._read(op)
+
     async def recipients_with_pending(self, after: str = "", limit: int = 0) -> list[Address]:
         async def op(conn: Conn) -> list[Address]:
             rows = await conn.fetch(

@@ -727,6 +727,17 @@ class SqliteStore:
             ).fetchall()
         return [parse.delivery(r) for r in rows]
 
+    async def recipients_with_work_after(self, after_id: int) -> tuple[list[Address], int]:
+        rows = (
+            self._read()
+            .execute(
+                "SELECT recipient, max(id) FROM deliveries WHERE id>? GROUP BY recipient",
+                (after_id,),
+            )
+            .fetchall()
+        )
+        return [Address.from_key(r[0]) for r in rows], max((r[1] for r in rows), default=after_id)
+
     async def recipients_with_pending(self, after: str = "", limit: int = 0) -> list[Address]:
         rows = self._read().execute(
             "SELECT DISTINCT recipient FROM deliveries WHERE recipient>?"
