@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from msgin5g.coap.message import Code
 from tests.resilience.coapflood import post
 from tests.resilience.test_coap_overload import exchange
 from tests.support.procs import Receiver, ServerProcess
+from tests.support.tmpfs import small_tmpfs
 
 DELIVER = "/msgs-msgdelivery/v1/deliver-as-message"
 REGISTER = "/msgs-asregistration/v1/registrations"
@@ -30,20 +30,8 @@ BIG = "b" * 32768
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(mount: Path, leave: int) -> Path:

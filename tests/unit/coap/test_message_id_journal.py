@@ -9,11 +9,11 @@ import asyncio
 import contextlib
 import logging
 import random
-import subprocess
 from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.tmpfs import small_tmpfs
 from tests.unit.coap.test_coap_endpoint_driver import CLIENT, Handler, request
 from tests.unit.coap.test_notify_message_ids import AckingUe
 
@@ -156,20 +156,8 @@ def test_times_survive_the_file_on_the_wall_clock(tmp_path: Path) -> None:
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_journal_that_cannot_be_written_is_removed_and_ids_go_on(
