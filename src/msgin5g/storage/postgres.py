@@ -467,20 +467,23 @@ class PostgresStore:
                     list(exclude),
                     limit,
                 )
-            else:  # which recipients to spare is known here only: lock, choose, delete
+            else:  # which recipients to spare is known here only: read, choose, then lock
+                # (spared rows stay unlocked for the instance running them; a wider look
+                # than `limit` sees past those at the head of the queue)
                 candidates = await conn.fetch(
                     f"SELECT {pg.DELIVERY_COLUMNS} FROM deliveries"
                     " WHERE expires_at<=$1 AND NOT (id = ANY($2::bigint[])) ORDER BY expires_at"
-                    " LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    " LIMIT $3",
                     now,
                     list(exclude),
-                    limit,
+                    4 * limit,
                 )
                 chosen = [r[0] for r in candidates if not parse.spared(r, spare, spare_until)]
                 rows = await conn.fetch(
-                    f"DELETE FROM deliveries WHERE id = ANY($1::bigint[])"
+                    "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE id = ANY($1::bigint[]) FOR UPDATE SKIP LOCKED)"
                     f" RETURNING {pg.DELIVERY_COLUMNS}",
-                    chosen,
+                    chosen[:limit],
                 )
             return sorted(
                 (parse.delivery(r) for r in rows), key=lambda d: (d.expires_at, d.delivery_id)
