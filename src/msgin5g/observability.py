@@ -45,6 +45,35 @@ HELP: dict[str, tuple[str, str]] = {
         "counter",
         "Reloads of ue.psk_file by outcome (failed: invalid file, the keys in use stay)",
     ),
+    "msgin5g_ue_registrations": ("gauge", "Registered UEs (MSGin5G UEs and gateway-served)"),
+    "msgin5g_ue_observing": ("gauge", "MSGin5G UEs observing their inbox at this instance"),
+    "msgin5g_topics": ("gauge", "Topics with at least one subscriber"),
+    "msgin5g_cluster_shards_held": ("gauge", "Cluster: shard leases this instance holds"),
+    "msgin5g_cluster_live_instances": ("gauge", "Cluster: instances with a live heartbeat"),
+    "msgin5g_cluster_doorbells_sent_total": (
+        "counter",
+        "Cluster: doorbells published to the owner of a recipient",
+    ),
+    "msgin5g_cluster_doorbells_received_total": (
+        "counter",
+        "Cluster: doorbells received for recipients run here",
+    ),
+    "msgin5g_cluster_registry_reloads_total": (
+        "counter",
+        "Cluster: whole registry reloads after a change elsewhere or a NATS reconnect",
+    ),
+    "msgin5g_cluster_registry_refreshes_total": (
+        "counter",
+        "Cluster: UE registrations re-read by key after a change elsewhere",
+    ),
+    "msgin5g_cluster_rescans_full_total": (
+        "counter",
+        "Cluster: reads of all recipients with stored work",
+    ),
+    "msgin5g_cluster_rescans_recent_total": (
+        "counter",
+        "Cluster: reads of the recipients with work stored since the last scans",
+    ),
 }
 
 
