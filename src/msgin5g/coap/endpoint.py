@@ -769,7 +769,8 @@ class CoapEndpoint(_Layer):
                 options.append((_BLOCK2, BlockOption(0, False, szx).encode()))
         out = Message(_ACK, response.code, message.mid, message.token, tuple(options), payload)
         if message.mtype != _CON:
-            self._send(encode(replace(out, mtype=_NON, mid=self._mid(remote))), remote)
+            mid = self._mids.reply_id(remote, self._now())
+            self._send(encode(replace(out, mtype=_NON, mid=mid)), remote)
         elif not state.acked:
             data = encode(out)
             self._dedup.set_reply((remote, message.mid), data)
@@ -798,7 +799,8 @@ class CoapEndpoint(_Layer):
             data = encode(Message(_ACK, code, message.mid, message.token, options, payload))
             self._dedup.set_reply((remote, message.mid), data)
         else:
-            data = encode(Message(_NON, code, self._mid(remote), message.token, options, payload))
+            mid = self._mids.reply_id(remote, self._now())
+            data = encode(Message(_NON, code, mid, message.token, options, payload))
         self._send(data, remote)
 
     def _reply_overloaded(self, message: Message, remote: Address) -> None:

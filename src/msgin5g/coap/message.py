@@ -619,18 +619,21 @@ class MessageIds:
     instead of at a random id that it may have seen moments ago.
     """
 
-    __slots__ = ("_lifetime", "_reservations", "_rng", "_state")
+    __slots__ = ("_lifetime", "_replied", "_replied_max", "_reservations", "_rng", "_state")
 
     def __init__(
         self,
         lifetime: float,
         rng: random.Random | None = None,
         reservations: IdReservations | None = None,
+        replied_max: int = 100_000,
     ) -> None:
         self._lifetime = lifetime
         self._rng = rng or _RNG
         self._reservations = reservations
         self._state: OrderedDict[Hashable, _IdSequence] = OrderedDict()  # least recent first
+        self._replied: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
+        self._replied_max = replied_max
 
     def __len__(self) -> int:
         return len(self._state)
@@ -648,8 +651,7 @@ class MessageIds:
         states = self._state
         state = states.get(remote)
         if state is None:
-            start = self._rng.randrange(0x10000)
-            state = states[remote] = _IdSequence(start, start if self._reservations else -1)
+            state = states[remote] = self._new_sequence(remote, now)
         else:
             states.move_to_end(remote)
         mid = state.next
@@ -664,6 +666,37 @@ class MessageIds:
         if max(oldest.low, oldest.high) + self._lifetime < now:
             states.popitem(last=False)  # the least recent endpoint: its ids are all safe again
         return mid
+
+    def reply_id(self, remote: Hashable, now: float) -> int:
+        """An id for a Non-confirmable reply: the next of `remote`'s sequence when it has one,
+        else any id (nothing went to `remote` within `lifetime`, so none can repeat), kept
+        only in a bounded table of recent replies. A flood of requests from ever new source
+        addresses thus grows no sequences; one started later for `remote` goes on after the
+        id it was answered with."""
+        if remote in self._state:
+            return self.take(remote, now)
+        mid = self._rng.randrange(0x10000)
+        replied = self._replied
+        replied[remote] = (mid, now)
+        replied.move_to_end(remote)
+        if len(replied) > self._replied_max:
+            replied.popitem(last=False)
+        return mid
+
+    def _new_sequence(self, remote: Hashable, now: float) -> _IdSequence:
+        """A random start, or just after a recent reply's id to `remote`."""
+        replied = self._replied.pop(remote, None)
+        if replied is None or replied[1] + self._lifetime < now:
+            start = self._rng.randrange(0x10000)
+            return _IdSequence(start, start if self._reservations else -1)
+        used, at = replied
+        start = (used + 1) & 0xFFFF
+        state = _IdSequence(start, start if self._reservations else -1)
+        if used & 0x8000:
+            state.high = at
+        else:
+            state.low = at
+        return state
 
     def _reserve(self, remote: Hashable, state: _IdSequence, mid: int) -> None:
         """Record the block of `mid` before any id of it goes out."""

@@ -17,7 +17,14 @@ from tests.support.tmpfs import small_tmpfs
 from tests.unit.coap.test_coap_endpoint_driver import CLIENT, Handler, request
 from tests.unit.coap.test_notify_message_ids import AckingUe
 
-from msgin5g.coap import CoapEndpoint, EndpointConfig, OptionNumber, TransmissionParameters
+from msgin5g.coap import (
+    CoapEndpoint,
+    EndpointConfig,
+    MessageType,
+    OptionNumber,
+    TransmissionParameters,
+    decode,
+)
 from msgin5g.coap.id_journal import IdJournal
 from msgin5g.coap.message import MessageIds
 
@@ -180,3 +187,54 @@ def test_a_journal_that_cannot_be_written_is_removed_and_ids_go_on(
     assert not path.exists()
     assert "not writable" in caplog.text
     assert IdJournal(path, now=lambda: 0.0).load() == []
+
+
+class AnySink:
+    """A transport that accepts datagrams to any address and keeps them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, object]] = []
+
+    def sendto(self, data: bytes, addr: object) -> None:
+        self.sent.append((data, addr))
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 5683) if name == "sockname" else default
+
+
+async def test_a_flood_of_non_requests_from_new_addresses_keeps_no_id_state(
+    tmp_path: Path,
+) -> None:
+    """Non-confirmable requests are answered Non-confirmable, with an id of the server's. Drawn
+    from a sequence per source address, a flood from ever new (spoofed) addresses grew a
+    sequence of about 220 bytes each, kept for EXCHANGE_LIFETIME, and one journal line each:
+    memory and disk without bound. Now such replies keep only a bounded table."""
+    journal = tmp_path / "coap-message-ids.journal"
+    endpoint = CoapEndpoint(Handler(), params=PARAMS, config=EndpointConfig())
+    endpoint.keep_message_ids(journal)
+    sink = AnySink()
+    endpoint.connection_made(sink)  # type: ignore[arg-type]
+    try:
+        for n in range(20_000):
+            remote = (f"198.51.{n // 250}.{n % 250}", 40000 + n % 7)
+            endpoint.datagram_received(request(n, mtype=MessageType.NON), remote)
+        async with asyncio.timeout(10):
+            while len(sink.sent) < 20_000:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert {decode(data).mtype for data, _ in sink.sent} == {MessageType.NON}
+        assert journal.read_text() == ""  # nothing reserved, nothing kept per address
+    finally:
+        await endpoint.stop()
+
+
+def test_a_sequence_started_after_a_reply_goes_on_after_its_id() -> None:
+    ids = MessageIds(100.0, FixedStart(0x1234), Recorder())
+    replied = ids.reply_id("ue", 1.0)
+    assert replied == 0x1234
+    assert len(ids) == 0
+    # The first Confirmable message to that UE (a notification) does not repeat it.
+    assert ids.take("ue", 2.0) == 0x1235
+    assert ids.reply_id("ue", 3.0) == 0x1236  # from now on, its sequence
