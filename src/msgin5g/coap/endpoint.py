@@ -383,7 +383,7 @@ class _Layer(asyncio.DatagramProtocol):
         journal = IdJournal(path, loop.time)
         self._mids = MessageIds(self.params.exchange_lifetime, self._rng, journal)
         restored = self._mids.restore(journal.load(), loop.time())
-        journal.open(self._mids.entries())
+        journal.open()
         self._id_journal = journal
         return restored
 

@@ -8,9 +8,10 @@ and a notification would be counted as delivered that the UE never got.
 
 :class:`IdJournal` is the file where :class:`~msgin5g.coap.message.MessageIds` reserves each
 endpoint's ids block by block before it uses them: one appended line per block,
-``<remote as JSON>\\t<limit>\\t<low>\\t<high>``, with the times on the wall clock. The file
-is rewritten with only the endpoints still kept once it holds more than twice their number, and
-at a clean stop. Each line is written to the file before an id of its block goes out, so the
+``<host>\\t<port>\\t<limit>\\t<low>\\t<high>`` (another kind of address as one JSON field
+instead of host and port), with the times on the wall clock. The file is rewritten with only
+the endpoints still kept once it holds more than twice their number, and at a clean stop; a
+start appends to it. Each line is written to the file before an id of its block goes out, so the
 journal survives kill -9 (the kernel has it); it is not fsynced, so a power loss may lose the
 last lines, when the UEs' own state is mostly lost too.
 """
@@ -60,23 +61,40 @@ class IdJournal:
         except FileNotFoundError:
             return []
         skipped = 0
+        local = self._local
         for line in text.splitlines():
+            fields = line.split("\t")
             try:
-                remote_json, limit, low, high = line.split("\t")
-                remote = _remote(json.loads(remote_json))
-                entry = (remote, int(limit) & 0xFFFF, self._local(low), self._local(high))
+                if len(fields) == 5:
+                    host, port, limit, low, high = fields
+                    remote: Hashable = (host, int(port))
+                else:
+                    remote_json, limit, low, high = fields
+                    remote = _remote(json.loads(remote_json))
+                latest[remote] = (remote, int(limit) & 0xFFFF, local(low), local(high))
             except (ValueError, TypeError):
                 skipped += 1
-                continue
-            latest[remote] = entry
         if skipped:
             log.warning("CoAP message id journal: %d unreadable lines skipped", skipped)
         return list(latest.values())
 
-    def open(self, entries: Iterable[Entry]) -> None:
-        """Start a fresh file holding `entries`, then append to it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rewrite(entries)
+    def open(self) -> None:
+        """Append to the file from now on (created if missing; a torn last line is ended)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+        except OSError as exc:
+            os.close(fd)
+            self._fail(exc)
+            return
+        self._fd = fd
 
     def reserved(self, remote: Hashable, limit: int, low: float, high: float) -> None:
         if self._fd < 0:
@@ -149,7 +167,17 @@ def _lines(entries: Iterable[Entry], offset: float) -> Iterator[bytes]:
 
 def _line(entry: Entry, offset: float) -> bytes:
     remote, limit, low, high = entry
-    return f"{json.dumps(remote)}\t{limit}\t{low + offset!r}\t{high + offset!r}\n".encode()
+    times = f"{limit}\t{low + offset!r}\t{high + offset!r}\n"
+    if (
+        isinstance(remote, tuple)
+        and len(remote) == 2
+        and isinstance(remote[0], str)
+        and isinstance(remote[1], int)
+        and "\t" not in remote[0]
+        and "\n" not in remote[0]
+    ):
+        return f"{remote[0]}\t{remote[1]}\t{times}".encode()
+    return f"{json.dumps(remote)}\t{times}".encode()
 
 
 def _remote(value: object) -> Hashable:

@@ -619,7 +619,16 @@ class MessageIds:
     instead of at a random id that it may have seen moments ago.
     """
 
-    __slots__ = ("_lifetime", "_replied", "_replied_max", "_reservations", "_rng", "_state")
+    __slots__ = (
+        "_lifetime",
+        "_replied",
+        "_replied_max",
+        "_reservations",
+        "_restored",
+        "_restored_at",
+        "_rng",
+        "_state",
+    )
 
     def __init__(
         self,
@@ -634,13 +643,15 @@ class MessageIds:
         self._state: OrderedDict[Hashable, _IdSequence] = OrderedDict()  # least recent first
         self._replied: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
         self._replied_max = replied_max
+        self._restored: dict[Hashable, tuple[int, float, float]] = {}
+        self._restored_at = -math.inf
 
     def __len__(self) -> int:
-        return len(self._state)
+        return len(self._state) + len(self._restored)
 
     def delay(self, remote: Hashable, now: float) -> float:
         """Seconds until the next id for `remote` may go out (0 almost always)."""
-        state = self._state.get(remote)
+        state = self._state.get(remote) or self._restored_sequence(remote, now)
         if state is None or state.next & 0x7FFF:  # new, or inside a half already entered
             return 0.0
         last_use = state.high if state.next & 0x8000 else state.low
@@ -651,12 +662,14 @@ class MessageIds:
         states = self._state
         state = states.get(remote)
         if state is None:
-            state = states[remote] = self._new_sequence(remote, now)
+            state = self._restored_sequence(remote, now)
+            if state is None:
+                state = states[remote] = self._new_sequence(remote, now)
         else:
             states.move_to_end(remote)
         mid = state.next
         if mid == state.limit:
-            self._reserve(remote, state, mid)
+            self._reserve(remote, state, mid, now)
         state.next = (mid + 1) & 0xFFFF
         if mid & 0x8000:
             state.high = now
@@ -673,7 +686,7 @@ class MessageIds:
         only in a bounded table of recent replies. A flood of requests from ever new source
         addresses thus grows no sequences; one started later for `remote` goes on after the
         id it was answered with."""
-        if remote in self._state:
+        if remote in self._state or self._restored_sequence(remote, now) is not None:
             return self.take(remote, now)
         mid = self._rng.randrange(0x10000)
         replied = self._replied
@@ -698,13 +711,15 @@ class MessageIds:
             state.low = at
         return state
 
-    def _reserve(self, remote: Hashable, state: _IdSequence, mid: int) -> None:
+    def _reserve(self, remote: Hashable, state: _IdSequence, mid: int, now: float) -> None:
         """Record the block of `mid` before any id of it goes out."""
         reservations = self._reservations
         assert reservations is not None
         state.limit = ((mid | (_ID_BLOCK - 1)) + 1) & 0xFFFF
         reservations.reserved(remote, state.limit, state.low, state.high)
-        if reservations.records > 2 * len(self._state) + _ID_BLOCK:
+        if reservations.records > 2 * len(self) + _ID_BLOCK:
+            if self._restored and self._restored_at + self._lifetime < now:
+                self._restored.clear()  # all safe again
             reservations.rewrite(self.entries())
 
     def entries(self) -> Iterator[tuple[Hashable, int, float, float]]:
@@ -712,24 +727,46 @@ class MessageIds:
         for remote, state in self._state.items():
             if state.limit >= 0:
                 yield remote, state.limit, state.low, state.high
+        at = self._restored_at
+        for remote, (limit, low, high) in self._restored.items():
+            low, high = _restored_halves(limit, low, high, at)
+            yield remote, limit, low, high
 
     def restore(self, entries: Iterable[tuple[Hashable, int, float, float]], now: float) -> int:
         """Continue the sequences recorded before a restart; returns how many.
 
         Each endpoint goes on at its recorded limit. The half of the id space that its last
         reserved block lies in may have been used until the restart, so it counts as used
-        `now`; the other half was last used when recorded.
+        `now`; the other half was last used when recorded. An endpoint's sequence is made
+        when it is next sent to, so that a restart does not build a million of them at once.
         """
-        count = 0
+        restored = self._restored
         for remote, limit, low, high in entries:
-            state = _IdSequence(limit, limit)
-            if (limit - 1) & 0x8000:
-                state.low, state.high = low, now
-            else:
-                state.low, state.high = now, high
-            self._state[remote] = state
-            count += 1
-        return count
+            restored[remote] = (limit, low, high)
+        self._restored_at = now
+        return len(restored)
+
+    def _restored_sequence(self, remote: Hashable, now: float) -> _IdSequence | None:
+        """`remote`'s sequence from before the restart, if it was recorded and still counts."""
+        restored = self._restored
+        if not restored:
+            return None
+        if self._restored_at + self._lifetime < now:
+            restored.clear()  # every id is safe again
+            return None
+        found = restored.pop(remote, None)
+        if found is None:
+            return None
+        limit, low, high = found
+        state = self._state[remote] = _IdSequence(limit, limit)
+        state.low, state.high = _restored_halves(limit, low, high, self._restored_at)
+        return state
+
+
+def _restored_halves(limit: int, low: float, high: float, restart: float) -> tuple[float, float]:
+    """Last use of each half after a restart: the half of the last reserved block at the
+    restart (its ids may have gone out until then), the other as recorded."""
+    return (low, restart) if (limit - 1) & 0x8000 else (restart, high)
 
 
 class _IdSequence:

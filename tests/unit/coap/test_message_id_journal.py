@@ -144,7 +144,7 @@ def test_the_journal_is_compacted_to_the_endpoints_kept() -> None:
 def test_times_survive_the_file_on_the_wall_clock(tmp_path: Path) -> None:
     path = tmp_path / "j"
     first = IdJournal(path, now=lambda: 100.0, wall=lambda: 1_000_000.0)
-    first.open([])
+    first.open()
     first.reserved(("::1", 5683, 0, 0), 0x0400, 90.0, float("-inf"))
     first.reserved(("10.0.0.1", 1), 0x8000, 95.0, 20.0)
     first.reserved(("::1", 5683, 0, 0), 0x0800, 99.0, float("-inf"))
@@ -159,6 +159,11 @@ def test_times_survive_the_file_on_the_wall_clock(tmp_path: Path) -> None:
         ],
         key=str,
     )
+    # It appends after the torn line, not onto it.
+    second.open()
+    second.reserved(("10.0.0.1", 1), 0x8400, 4.0, 2.0)
+    third = IdJournal(path, now=lambda: 5.0, wall=lambda: 1_000_030.0)
+    assert (("10.0.0.1", 1), 0x8400, 4.0, 2.0) in third.load()
 
 
 @pytest.fixture
@@ -172,7 +177,7 @@ def test_a_journal_that_cannot_be_written_is_removed_and_ids_go_on(
 ) -> None:
     path = full_disk / "coap-message-ids.journal"
     journal = IdJournal(path, now=lambda: 0.0)
-    journal.open([])
+    journal.open()
     with (full_disk / "filler").open("wb", buffering=0) as f:
         with contextlib.suppress(OSError):  # ENOSPC: the disk is full
             while True:
