@@ -302,14 +302,18 @@ class ServerApp:
             registration = self.ue_registry.get(address.value) if address.kind == UE else None
             return registration is not None and not registration.via_gateway
 
-        async def reload_registry(name: str) -> None:
+        async def reload_registry(name: str) -> list[Address] | None:
+            """Reload registry `name`; the recipients that may now take stored work, or None
+            when that is not known (then every recipient is looked at)."""
+            if name == "as":
+                return [Address(AS, a) for a in await self.registry.load()]
             loads = {
-                "as": self.registry.load,
                 "ue": self.ue_registry.load,
                 "groups": self.groups.load,
                 "topics": self.topics.load,
             }
             await loads[name]()
+            return None
 
         async def refresh_registry(name: str, keys: list[str]) -> None:
             assert name == "ue"  # cluster.node.KEYED

@@ -67,7 +67,7 @@ class ClusterNode:
         is_coap_ue: Callable[[Address], bool],
         observing_here: Callable[[str], bool],
         work_after: Callable[[int], Awaitable[tuple[list[Address], int]]],
-        reload_registry: Callable[[str], Awaitable[None]],
+        reload_registry: Callable[[str], Awaitable[list[Address] | None]],
         end_observation: Callable[[str], Awaitable[None]],
         refresh_registry: Callable[[str, list[str]], Awaitable[None]] | None = None,
         on_live_instances: Callable[[int], None] = lambda _n: None,
@@ -297,21 +297,26 @@ class ClusterNode:
         while self._stale or self._stale_keys:
             names, self._stale = self._stale, set()
             keyed, self._stale_keys = self._stale_keys, {}
+            unknown = False  # a reload that cannot say which recipients may have work now
+            woken: list[Address] = []
             for name in sorted(names):
-                await self._reload_registry(name)
+                recipients = await self._reload_registry(name)
                 self.registry_reloads["whole"] += 1
-            woken: list[str] = []
+                if recipients is None:
+                    unknown = True
+                else:
+                    woken += recipients
             for name, keys in keyed.items():
                 if name in names:  # the whole reload began after these changes: it has them
                     continue
                 assert self._refresh_registry is not None
                 await self._refresh_registry(name, sorted(keys))
                 self.registry_reloads["keys"] += 1
-                woken += keys
-            if names or len(woken) > _WAKE_KEYS:
+                woken += (Address(UE, key) for key in keys)
+            if unknown or len(woken) > _WAKE_KEYS:
                 await self.rescan()
             else:
-                self._wake_owned(Address(UE, key) for key in woken)
+                self._wake_owned(woken)
 
     def _wake_owned(self, recipients: Iterable[Address]) -> None:
         """Start the lanes of `recipients` owned here that may have stored work."""

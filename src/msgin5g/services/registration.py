@@ -35,9 +35,12 @@ class AsRegistry:
         """Called after every committed change (other instances reload, ADR 0018)."""
         self._by_service: dict[str, AsRegistration] = {}
 
-    async def load(self) -> None:
-        """(Re)load every registration from the store."""
+    async def load(self) -> list[str]:
+        """(Re)load every registration from the store; returns the asSvcIds registered or
+        changed since the last load (another instance's work, ADR 0018)."""
+        before = self._by_service
         self._by_service = {r.as_service_id: r for r in await self._store.load_as_registrations()}
+        return [k for k, r in self._by_service.items() if before.get(k) != r]
 
     def get(self, as_service_id: str) -> AsRegistration | None:
         return self._by_service.get(as_service_id)
