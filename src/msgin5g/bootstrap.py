@@ -307,12 +307,11 @@ class ServerApp:
             when that is not known (then every recipient is looked at)."""
             if name == "as":
                 return [Address(AS, a) for a in await self.registry.load()]
-            loads = {
-                "ue": self.ue_registry.load,
-                "groups": self.groups.load,
-                "topics": self.topics.load,
-            }
-            await loads[name]()
+            if name == "groups":
+                return [Address(GROUP, g) for g in await self.groups.load()]
+            if name == "topics":
+                return [Address(TOPIC, t) for t in await self.topics.load()]
+            await self.ue_registry.load()  # after a reconnect: which UEs changed is not known
             return None
 
         async def refresh_registry(name: str, keys: list[str]) -> None:

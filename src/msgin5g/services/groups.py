@@ -37,8 +37,12 @@ class GroupRegistry:
         """Called after every committed change (other instances reload, ADR 0018)."""
         self._groups: dict[str, tuple[Address, ...]] = {}
 
-    async def load(self) -> None:
+    async def load(self) -> list[str]:
+        """(Re)load every group; returns the ids of those created or changed since the last
+        load (another instance's work, ADR 0018)."""
+        before = self._groups
         self._groups = await self._store.load_groups()
+        return [g for g, members in self._groups.items() if before.get(g) != members]
 
     def members(self, group_id: str) -> tuple[Address, ...] | None:
         return self._groups.get(group_id)

@@ -70,13 +70,15 @@ class TopicRegistry:
         self._watches: dict[str, TopicListWatch] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def load(self) -> None:
-        """(Re)load from the store; the old view serves until the new one is complete."""
+    async def load(self) -> list[str]:
+        """(Re)load from the store; the old view serves until the new one is complete. Returns
+        the topics whose subscriptions changed since the last load (ADR 0018)."""
         topics: dict[str, dict[Address, float]] = {}
         for item in await self._store.load_topic_subscriptions():
             topics.setdefault(item.topic, {})[item.subscriber] = item.expires_at
-        self._topics = topics
+        before, self._topics = self._topics, topics
         self._watches = {w.subscription_id: w for w in await self._store.load_topiclist_watches()}
+        return [t for t, subscribers in topics.items() if before.get(t) != subscribers]
 
     async def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="msgin5g-topic-sweeper")
