@@ -14,7 +14,7 @@ import signal
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from msgin5g.api import (
@@ -337,40 +337,18 @@ class ServerApp:
         )
         node = self.cluster
 
-        async def shards_held() -> float:
-            return float(len(node.leases.held))
-
-        async def live_instances() -> float:
-            return float(node.leases.live_instances)
-
-        async def doorbells_sent() -> float:
-            return float(node.doorbells_sent)
-
-        async def doorbells_received() -> float:
-            return float(node.doorbells_received)
-
-        self.metrics.gauge("msgin5g_cluster_shards_held", shards_held)
-        self.metrics.gauge("msgin5g_cluster_live_instances", live_instances)
-        self.metrics.gauge("msgin5g_cluster_doorbells_sent_total", doorbells_sent)
-        self.metrics.gauge("msgin5g_cluster_doorbells_received_total", doorbells_received)
-
-        async def registry_reloads() -> float:
-            return float(node.registry_reloads["whole"])
-
-        async def registry_refreshes() -> float:
-            return float(node.registry_reloads["keys"])
-
-        self.metrics.gauge("msgin5g_cluster_registry_reloads_total", registry_reloads)
-
-        async def rescans_full() -> float:
-            return float(node.rescans["full"])
-
-        async def rescans_recent() -> float:
-            return float(node.rescans["recent"])
-
-        self.metrics.gauge("msgin5g_cluster_rescans_full_total", rescans_full)
-        self.metrics.gauge("msgin5g_cluster_rescans_recent_total", rescans_recent)
-        self.metrics.gauge("msgin5g_cluster_registry_refreshes_total", registry_refreshes)
+        readings: dict[str, Callable[[], float]] = {
+            "msgin5g_cluster_shards_held": lambda: len(node.leases.held),
+            "msgin5g_cluster_live_instances": lambda: node.leases.live_instances,
+            "msgin5g_cluster_doorbells_sent_total": lambda: node.doorbells_sent,
+            "msgin5g_cluster_doorbells_received_total": lambda: node.doorbells_received,
+            "msgin5g_cluster_registry_reloads_total": lambda: node.registry_reloads["whole"],
+            "msgin5g_cluster_registry_refreshes_total": lambda: node.registry_reloads["keys"],
+            "msgin5g_cluster_rescans_full_total": lambda: node.rescans["full"],
+            "msgin5g_cluster_rescans_recent_total": lambda: node.rescans["recent"],
+        }
+        for name, read in readings.items():
+            self.metrics.gauge(name, _reading(read))
         return node
 
     def _changed(self, registry: str) -> Callable[[], None]:
@@ -799,3 +777,12 @@ async def serve(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.stop()
+
+
+def _reading(read: Callable[[], float]) -> Callable[[], Awaitable[float]]:
+    """A metrics gauge that reads a plain value."""
+
+    async def value() -> float:
+        return float(read())
+
+    return value

@@ -108,7 +108,7 @@ class IdJournal:
 
     def rewrite(self, entries: Iterable[Entry]) -> None:
         """Replace the file by `entries` (atomically: a new file renamed over the old)."""
-        if self._fd < 0 and self._records < 0:
+        if self._records < 0:  # given up (_fail)
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:

@@ -447,16 +447,15 @@ class Dispatcher:
         while True:
             now = self._clock()
             ownership = self._ownership
-            if ownership is None:
-                expired = await self._store.expire(now, 512, self.in_flight_ids())
-            else:  # the instance running a recipient expires its deliveries; others later
-                expired = await self._store.expire(
-                    now,
-                    512,
-                    self.in_flight_ids(),
-                    ownership.handled_elsewhere,
-                    now - self._hand_over_limit,
-                )
+            # With several instances, the one running a recipient expires its deliveries at
+            # once; the others only once the longest hand-over is surely over.
+            expired = await self._store.expire(
+                now,
+                512,
+                self.in_flight_ids(),
+                ownership.handled_elsewhere if ownership is not None else None,
+                now - self._hand_over_limit,
+            )
             if not expired:
                 return total
             self.forget(d.delivery_id for d in expired)
