@@ -60,6 +60,7 @@ from typing import Any
 import httpx
 import msgspec
 from benchlib import cpu_seconds, free_port
+from leanload import LeanUeSocket, RawH2
 
 from msgin5g.coap import ClientObservation, CoapClient, Code, ContentFormat
 
@@ -148,27 +149,22 @@ def own_cpu_seconds() -> float:
 
 
 @contextlib.contextmanager
-def server_process(work: Path, cpu: int) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
-    """`msgin5g server` pinned to `cpu`; terminated (then killed) on the way out."""
+def server_process(
+    work: Path, cpu: int, bare: bool = False
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """`msgin5g server` (or with `bare` the ceiling, `bare_a2u_server.py`) pinned to `cpu`;
+    terminated (then killed) on the way out."""
     http_port, coap_port = free_port(), free_port(socket.SOCK_DGRAM)
     env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
     log = (work / "server.log").open("ab")
+    if bare:
+        command = [str(Path(__file__).with_name("bare_a2u_server.py")), str(http_port)]
+        command.append(str(coap_port))
+    else:
+        command = ["-m", "msgin5g.cli.main", "server", "--http", f"127.0.0.1:{http_port}"]
+        command += ["--coap", f"127.0.0.1:{coap_port}", "--data-dir", str(work / "data")]
     proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            str(cpu),
-            sys.executable,
-            "-m",
-            "msgin5g.cli.main",
-            "server",
-            "--http",
-            f"127.0.0.1:{http_port}",
-            "--coap",
-            f"127.0.0.1:{coap_port}",
-            "--data-dir",
-            str(work / "data"),
-        ],
+        ["taskset", "-c", str(cpu), sys.executable, *command],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
@@ -305,6 +301,58 @@ class Ues:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for client in self.clients:
             await client.stop()
+
+
+class LeanUes(Ues):
+    """The same UEs on `leanload.LeanUeSocket`s: ACKed on arrival, no task per UE."""
+
+    def __init__(self, server: tuple[str, int], count: int, sockets: int) -> None:
+        super().__init__(server, 0, 0)
+        self.ids = [f"bench-ue-{i:05d}" for i in range(count)]
+        self.sockets: list[LeanUeSocket] = []
+        self._count = sockets
+
+    def ports(self) -> set[int]:
+        return {int(s.transport.get_extra_info("sockname")[1]) for s in self.sockets}
+
+    def _take(self, body: bytes) -> None:
+        now = _ns()
+        item = _decode_note(body)
+        run = self.run
+        if run is None:
+            self.stray += 1
+        else:
+            run.take(item.msgId, item.payload, now)
+
+    async def start(self, rcvbuf: int, parallel: int = 100) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._count):
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: LeanUeSocket(self._take), local_addr=("127.0.0.1", 0)
+            )
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None and rcvbuf:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sockets.append(protocol)
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(index: int, ue: str) -> None:
+            client = self.sockets[index % len(self.sockets)]
+            async with gate:
+                body = msgspec.json.encode({"msgType": "REG", "ueSvcId": ue})
+                path = (*BASE, "registrations")
+                answer = await client.request(self.server, Code.POST, path, body)
+                if answer.code != Code.CREATED:
+                    raise RuntimeError(f"REG of {ue}: {answer.code:#x} {answer.payload!r}")
+                first = await client.observe(self.server, (*BASE, "ues", ue, "inbox"))
+                if first.code != Code.CONTENT:
+                    raise RuntimeError(f"observe of {ue}: {first.code:#x}")
+
+        await asyncio.gather(*(one(i, ue) for i, ue in enumerate(self.ids)))
+
+    async def stop(self) -> None:
+        for protocol in self.sockets:
+            protocol.transport.close()
 
 
 # -- the AS -------------------------------------------------------------------------------------
@@ -455,6 +503,8 @@ class As:
         for _ in range(connections):
             if kind == "httpx":
                 self.clients.append(_HttpxPost(f"http://127.0.0.1:{port}"))
+            elif kind == "raw":
+                self.clients.append(await RawH2.connect("127.0.0.1", port))
             else:
                 self.clients.append(await LeanH2.connect("127.0.0.1", port))
 
@@ -666,7 +716,8 @@ def table(results: list[Result]) -> str:
 
 async def bench(args: argparse.Namespace, pid: int, http_port: int, coap_port: int) -> int:
     started = time.monotonic()
-    ues = Ues(("127.0.0.1", coap_port), args.ues, args.sockets)
+    kind = LeanUes if args.ue_client == "lean" else Ues
+    ues = kind(("127.0.0.1", coap_port), args.ues, args.sockets)
     apps: list[tuple[str, As]] = []
     try:
         await ues.start(args.rcvbuf)
@@ -682,9 +733,11 @@ async def bench(args: argparse.Namespace, pid: int, http_port: int, coap_port: i
         print(
             f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores"
             f" ({_cpu_model()}), Python {platform.python_version()};"
-            f" `msgin5g server` pinned to CPU {args.server_cpu}; the load (the AS on"
-            f" {args.connections} h2c connection(s) and {args.ues:,} UEs on {args.sockets}"
-            f" UDP sockets, {args.loop}) in one process pinned to CPU {args.load_cpu};"
+            f" {'bare_a2u_server.py' if args.bare else '`msgin5g server`'} pinned to CPU"
+            f" {args.server_cpu}; the load ({args.as_client} AS client on"
+            f" {args.connections} h2c connection(s) and {args.ues:,} {args.ue_client} UEs on"
+            f" {args.sockets} UDP sockets, {args.loop}) in one process pinned to CPU"
+            f" {args.load_cpu};"
             f" payload {args.payload_bytes} B; setup (REG + observe of every UE) {setup:.1f} s"
         )
         print(f"command: `{command}`")
@@ -811,7 +864,15 @@ def main() -> int:
         "--as-client",
         default="httpx,h2",
         help="the AS's HTTP/2 client(s), run in turn: httpx (AsyncClient, http2 prior"
-        " knowledge) and/or h2 (a lean client on the h2 package); default both",
+        " knowledge), h2 (a lean client on the h2 package) and/or raw (leanload.RawH2, on"
+        " the frames themselves); default httpx,h2",
+    )
+    parser.add_argument(
+        "--ue-client",
+        choices=("coap", "lean"),
+        default="coap",
+        help="the UEs: coap (msgin5g's CoapClient, one task per UE, ACK when taken) or lean"
+        " (leanload.LeanUeSocket, ACK on arrival, no task per UE); default coap",
     )
     parser.add_argument(
         "--rate",
@@ -859,10 +920,16 @@ def main() -> int:
         metavar="PREFIX",
         help="profile the server (py-spy raw, GIL holder) during each max run: PREFIX.<client>.txt",
     )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="run against bare_a2u_server.py (granian RSGI + msgspec + one UDP endpoint,"
+        " storing nothing) instead of msgin5g: the ceiling of this stack",
+    )
     args = parser.parse_args()
     args.paced_cap = args.paced_cap or args.concurrency
-    if set(args.as_client.split(",")) - {"httpx", "h2"}:
-        parser.error("--as-client takes httpx, h2 or httpx,h2")
+    if set(args.as_client.split(",")) - {"httpx", "h2", "raw"}:
+        parser.error("--as-client takes httpx, h2 and/or raw, comma-separated")
     if args.paced_only and not args.rate:
         parser.error("--paced-only needs --rate")
     if not shutil.which("taskset"):
@@ -881,7 +948,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="msgin5g-a2u-"))
     try:
-        with server_process(work, args.server_cpu) as (proc, http_port, coap_port):
+        with server_process(work, args.server_cpu, args.bare) as (proc, http_port, coap_port):
             coro = bench(args, proc.pid, http_port, coap_port)
             try:
                 if args.loop == "uvloop":
