@@ -21,6 +21,7 @@ Time is passed in by the caller (seconds, the event loop clock).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -110,7 +111,7 @@ class RepresentationCache:
     def __init__(self, lifetime: float, max_entries: int = 10_000) -> None:
         self._lifetime = lifetime
         self._max_entries = max_entries
-        self._entries: dict[Hashable, tuple[float, Representation]] = {}
+        self._entries: OrderedDict[Hashable, tuple[float, Representation]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -120,10 +121,9 @@ class RepresentationCache:
         entries = self._entries
         entries.pop(key, None)
         while entries:
-            first = next(iter(entries))
-            if entries[first][0] > now and len(entries) < self._max_entries:
+            if next(iter(entries.values()))[0] > now and len(entries) < self._max_entries:
                 break
-            del entries[first]
+            entries.popitem(last=False)
         entries[key] = (now + self._lifetime, representation)
 
     def get(self, key: Hashable, now: float) -> Representation | None:
@@ -207,7 +207,7 @@ class Block1Assembler:
         self._max_szx = max_szx
         self._lifetime = lifetime
         self._max_entries = max_entries
-        self._transfers: dict[Hashable, _Transfer] = {}
+        self._transfers: OrderedDict[Hashable, _Transfer] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._transfers)
@@ -252,10 +252,9 @@ class Block1Assembler:
     def _purge(self, now: float) -> None:
         transfers = self._transfers
         while transfers:
-            first = next(iter(transfers))
-            if transfers[first].expiry > now and len(transfers) < self._max_entries:
+            if next(iter(transfers.values())).expiry > now and len(transfers) < self._max_entries:
                 return
-            del transfers[first]
+            transfers.popitem(last=False)
 
 
 class Block2Assembler:

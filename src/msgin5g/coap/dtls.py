@@ -290,7 +290,7 @@ class DtlsServer(asyncio.DatagramProtocol):
         # The cookie was valid: the peer owns the address. Keep the session.
         self._drop(addr)
         while len(self._sessions) >= self.config.max_sessions:
-            evicted = next(iter(self._sessions))
+            evicted = next(iter(self._sessions))  # an OrderedDict: O(1)
             self._drop(evicted)
             logger.info("DTLS: session table full, dropped the session of %s", evicted)
         self._sessions[addr] = session

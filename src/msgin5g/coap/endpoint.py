@@ -60,6 +60,7 @@ import contextlib
 import logging
 import random
 import socket
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -603,7 +604,7 @@ class CoapEndpoint(_Layer):
         )
         self._observations: dict[tuple[Address, bytes], Observation] = {}
         self._fetch_waiters: dict[Hashable, asyncio.Future[bool]] = {}
-        self._non_notifications: dict[tuple[Address, int], Observation] = {}
+        self._non_notifications: OrderedDict[tuple[Address, int], Observation] = OrderedDict()
         self._etag = self._rng.getrandbits(32)
         self._in_progress = 0
         self.overloaded = 0
@@ -959,7 +960,7 @@ class CoapEndpoint(_Layer):
     def _remember_non(self, observation: Observation, mid: int) -> None:
         notes = self._non_notifications
         if len(notes) >= 10_000:
-            del notes[next(iter(notes))]
+            notes.popitem(last=False)
         notes[(observation.remote, mid)] = observation
 
     def _on_stop(self) -> None:

@@ -532,7 +532,9 @@ class DedupCache:
     def __init__(self, lifetime: float, max_entries: int = 100_000) -> None:
         self._lifetime = lifetime
         self._max_entries = max_entries
-        self._entries: dict[Hashable, _DedupEntry] = {}
+        # OrderedDict, not dict: taking a dict's first key after many deletions from its front
+        # scans the deleted slots (O(n)); OrderedDict's is O(1).
+        self._entries: OrderedDict[Hashable, _DedupEntry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -566,10 +568,10 @@ class DedupCache:
     def _purge(self, now: float) -> None:
         entries = self._entries
         while entries:
-            first = next(iter(entries))
-            if entries[first].expiry > now and len(entries) < self._max_entries:
+            first = next(iter(entries.values()))
+            if first.expiry > now and len(entries) < self._max_entries:
                 return
-            del entries[first]
+            entries.popitem(last=False)
 
 
 class _DedupEntry:

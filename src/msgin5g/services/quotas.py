@@ -15,6 +15,7 @@ A refusal happens at acceptance only: nothing already acknowledged is ever dropp
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 from msgin5g.core.message import Address
@@ -51,7 +52,7 @@ class StoredMessageQuota:
         self._clock = clock
         self._refresh_s = refresh_s
         self._max_tracked = max_tracked
-        self._counts: dict[str, _Count] = {}
+        self._counts: OrderedDict[str, _Count] = OrderedDict()  # O(1) oldest-first eviction
 
     @property
     def limit(self) -> int:
@@ -77,7 +78,7 @@ class StoredMessageQuota:
             entry = self._counts.get(key)  # another accept may have come in meanwhile
             if entry is None:
                 if len(self._counts) >= self._max_tracked:
-                    del self._counts[next(iter(self._counts))]
+                    self._counts.popitem(last=False)
                 entry = self._counts[key] = _Count(stored, now)
             else:
                 entry.stored = stored
