@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The reference ceiling of DESIGN 4: granian (embedded, one process) + raw ASGI + msgspec.
 
-It decodes the same ASMessageDelivery body and answers a MessageDeliveryAck, storing nothing.
+It decodes the same body (ASMessageDelivery, or by path UEMessageDelivery or
+DeliveryStatusReport) and answers a MessageDeliveryAck, storing nothing.
 With `rsgi` it does the same over granian's native RSGI interface, which msgin5g serves
 (ADR 0021): the stricter ceiling.
 Usage: python scripts/bench/bare_server.py PORT [asyncio|uvloop] [asgi|rsgi]
@@ -17,9 +18,14 @@ import msgspec
 from granian.constants import HTTPModes, Interfaces
 from granian.server.embed import Server
 
-from msgin5g.wire.msgs import ASMessageDelivery, MessageDeliveryAck
+from msgin5g.wire.common import DeliveryStatusReport
+from msgin5g.wire.msgs import ASMessageDelivery, MessageDeliveryAck, UEMessageDelivery
 
-_decode = msgspec.json.Decoder(ASMessageDelivery).decode
+_DECODERS: dict[str, Any] = {
+    "/msgs-msgdelivery/v1/deliver-ue-message": msgspec.json.Decoder(UEMessageDelivery).decode,
+    "/msgs-msgdelivery/v1/deliver-report": msgspec.json.Decoder(DeliveryStatusReport).decode,
+}
+_decode_as = msgspec.json.Decoder(ASMessageDelivery).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -32,7 +38,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    request = _decode(body)
+    request = _DECODERS.get(scope["path"], _decode_as)(body)
     out = _encode(MessageDeliveryAck(oriAddr=request.oriAddr, msgId=request.msgId))
     await send(
         {
@@ -47,8 +53,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 _HEADERS = [("content-type", "application/json")]
 
 
-async def rsgi_app(_scope: Any, proto: Any) -> None:
-    request = _decode(await proto())
+async def rsgi_app(scope: Any, proto: Any) -> None:
+    request = _DECODERS.get(scope.path, _decode_as)(await proto())
     proto.response_bytes(
         200, _HEADERS, _encode(MessageDeliveryAck(oriAddr=request.oriAddr, msgId=request.msgId))
     )

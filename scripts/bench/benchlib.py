@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What every benchmark script needs: a free loopback port and a process's CPU time."""
+"""What the benchmark scripts share: a free loopback port, a process's CPU time and the
+ratio table against the bare ceilings."""
 
 from __future__ import annotations
 
 import os
 import socket
+import statistics
 from pathlib import Path
 
 
@@ -20,3 +22,24 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and all its threads so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ratio_table(
+    title: str, table: dict[str, dict[str, list[float]]], asgi: tuple[str, ...], ours: str
+) -> str:
+    """A markdown table of medians per path: the bare ASGI ceiling (the faster of `asgi`), the
+    bare RSGI one (`bare-rsgi`), `ours`, and the two ratios."""
+    lines = [
+        f"\n{title}: bare ASGI, bare RSGI (uvloop), {ours}, ratios",
+        f"| path | bare ASGI | bare RSGI | {ours} | vs ASGI | vs RSGI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, by in table.items():
+        best = max(statistics.median(by[label]) for label in asgi)
+        rsgi = statistics.median(by["bare-rsgi"])
+        mine = statistics.median(by[ours])
+        lines.append(
+            f"| {name} | {best:,.0f} | {rsgi:,.0f} | {mine:,.0f}"
+            f" | {mine / best:.2f} | {mine / rsgi:.2f} |"
+        )
+    return "\n".join(lines)

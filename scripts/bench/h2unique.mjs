@@ -1,19 +1,28 @@
 // h2c load generator with a unique msgId per request (h2load can only repeat one body).
-// Usage: node h2unique.mjs URL REQUESTS CONNECTIONS STREAMS RUNID [DEST_AS]
+// Usage: node h2unique.mjs URL REQUESTS CONNECTIONS STREAMS RUNID [DEST_AS] [KIND]
+// KIND: as (deliver-as-message from AS "bench"), as-report (the same, asking for a report),
+// ue (deliver-ue-message from UE "bench-ue") or report (deliver-report from DEST_AS about
+// message RUNID-n that AS "bench" sent it); msgIds are RUNID-0 .. RUNID-(REQUESTS-1).
 import http2 from "node:http2";
 
-const [url, total, conns, streams, runid, dest = "sink"] = process.argv.slice(2);
+const [url, total, conns, streams, runid, dest = "sink", kind = "as"] = process.argv.slice(2);
 const target = new URL(url);
 const payload = "x".repeat(160);
 let sent = 0, done = 0, ok = 0, bad = 0;
 const lat = [];
 const start = process.hrtime.bigint();
+const bench = { addrType: "AS", addr: "bench" };
+const sink = { addrType: "AS", addr: dest };
 
 function body(n) {
+  const msgId = `${runid}-${n}`;
+  if (kind === "report") {
+    return JSON.stringify({ oriAddr: sink, destAddr: bench, msgId, delivSt: "REPT_DELY_SUCCESS" });
+  }
+  const oriAddr = kind === "ue" ? { addrType: "UE", addr: "bench-ue" } : bench;
   return JSON.stringify({
-    oriAddr: { addrType: "AS", addr: "bench" },
-    destAddr: { addrType: "AS", addr: dest },
-    msgId: `${runid}-${n}`, payload, stoAndFwInd: true, delivStReqInd: false,
+    oriAddr, destAddr: sink, msgId, payload, stoAndFwInd: true,
+    delivStReqInd: kind === "as-report",
   });
 }
 

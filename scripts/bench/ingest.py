@@ -29,7 +29,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import cpu_seconds, free_port
+from benchlib import cpu_seconds, free_port, ratio_table
 
 HERE = Path(__file__).resolve().parent
 PATH = "/msgs-msgdelivery/v1/deliver-as-message"
@@ -66,7 +65,8 @@ def pinned(cpu: int, *cmd: str) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd]
 
 
-def wrk(port: int, seconds: int) -> float:
+def wrk(port: int, seconds: int, path: str = PATH, kind: str = "as") -> float:
+    """Requests per second of wrk (HTTP/1.1, 50 connections) with unique msgIds."""
     out = subprocess.run(
         pinned(
             1,
@@ -76,9 +76,11 @@ def wrk(port: int, seconds: int) -> float:
             f"-d{seconds}s",
             "-s",
             str(HERE / "unique.lua"),
-            f"http://127.0.0.1:{port}{PATH}",
+            f"http://127.0.0.1:{port}{path}",
             "--",
             f"r{time.time_ns()}",
+            "sink",
+            kind,
         ),
         capture_output=True,
         text=True,
@@ -89,17 +91,20 @@ def wrk(port: int, seconds: int) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def node_h2(port: int, requests: int) -> float:
+def node_h2(port: int, requests: int, path: str = PATH, kind: str = "as", runid: str = "") -> float:
+    """Requests per second of h2unique.mjs (h2c, 10 connections x 50 streams)."""
     out = subprocess.run(
         pinned(
             1,
             "node",
             str(HERE / "h2unique.mjs"),
-            f"http://127.0.0.1:{port}{PATH}",
+            f"http://127.0.0.1:{port}{path}",
             str(requests),
             "10",
             "50",
-            f"n{time.time_ns()}",
+            runid or f"n{time.time_ns()}",
+            "sink",
+            kind,
         ),
         capture_output=True,
         text=True,
@@ -248,17 +253,7 @@ def main() -> int:
             f" servers pinned to CPU 0, load on CPU 1; median of {args.rounds} rounds"
         )
         for title, table in (("req/s", results), ("requests per server CPU-s", per_cpu)):
-            print(f"\n{title}: bare ASGI (faster loop), bare RSGI (uvloop), msgin5g, ratios")
-            print("| path | bare ASGI | bare RSGI | msgin5g | vs ASGI | vs RSGI |")
-            print("|---|---|---|---|---|---|")
-            for name, by in table.items():
-                asgi = max(statistics.median(by["bare"]), statistics.median(by["bare-uvloop"]))
-                rsgi = statistics.median(by["bare-rsgi"])
-                ours = statistics.median(by["msgin5g"])
-                print(
-                    f"| {name} | {asgi:,.0f} | {rsgi:,.0f} | {ours:,.0f}"
-                    f" | {ours / asgi:.2f} | {ours / rsgi:.2f} |"
-                )
+            print(ratio_table(title, table, ("bare", "bare-uvloop"), "msgin5g"))
         stats = httpx.get(f"http://127.0.0.1:{ours_port}/metrics").text
         commits = re.search(r"^msgin5g_store_commits_total (\S+)", stats, re.M)
         writes = re.search(r"^msgin5g_store_writes_total (\S+)", stats, re.M)

@@ -10,7 +10,9 @@
 - `LeanUeSocket`: CoAP UEs (RFC 7252) on one UDP socket, differing by token. Registration and
   observation go through :mod:`msgin5g.coap.message`; a notification is ACKed the moment it
   arrives (an empty ACK), deduplicated by message id, and its payload handed on, with no task
-  per UE. Notifications must fit one datagram (no Block2), as a 100-byte payload does.
+  per UE. Notifications must fit one datagram (no Block2), as a 100-byte payload does. For
+  `coap_ingest.py` it also sends pre-encoded Confirmable POSTs (`post_fast`), answered by
+  token, piggybacked or separate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -195,6 +198,10 @@ class LeanUeSocket(asyncio.DatagramProtocol):
         self._mid = int.from_bytes(os.urandom(2), "big")
         self._waiting: dict[bytes, asyncio.Future[Message]] = {}  # token -> setup response
         self._seen: OrderedDict[tuple[Any, bytes], None] = OrderedDict()
+        # token -> [answer, datagram, server, sent at]; an empty ACK (no token) is not matched,
+        # so a request answered separately may be resent, which the server deduplicates
+        self._fast: dict[bytes, list[Any]] = {}
+        self._tokens = int.from_bytes(os.urandom(4), "big")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -202,6 +209,16 @@ class LeanUeSocket(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         first = data[0]
         kind = first & 0x30
+        if self._fast and len(data) >= 4 + (first & 0x0F):
+            token = data[4 : 4 + (first & 0x0F)]
+            entry = self._fast.get(token)
+            if entry is not None and (kind == 0x20 or (kind == 0 and data[1] >= 64)):
+                if kind == 0:  # a separate response (RFC 7252 5.2.2)
+                    self.transport.sendto(b"\x60\x00" + data[2:4], addr)
+                del self._fast[token]
+                if not entry[0].done():
+                    entry[0].set_result((data[1], _payload(data, 4 + (first & 0x0F)) or b""))
+                return
         if kind != 0x20 and len(data) > 4 and data[1] >= 64:  # a CON or NON response
             if kind == 0:
                 self.transport.sendto(b"\x60\x00" + data[2:4], addr)  # empty ACK
@@ -259,6 +276,27 @@ class LeanUeSocket(asyncio.DatagramProtocol):
             raise TimeoutError(f"no answer to {'/'.join(path)}")
         finally:
             self._waiting.pop(token, None)
+
+    def post_fast(self, server: Any, head: bytes, body: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        """A Confirmable POST with a 4-byte token; `head` is its options, already encoded.
+        The future gets (code, body) of the answer; :meth:`resend` repeats unanswered ones."""
+        self._mid = (self._mid + 1) & 0xFFFF
+        self._tokens = (self._tokens + 1) & 0xFFFFFFFF
+        token = self._tokens.to_bytes(4, "big")
+        datagram = b"".join((b"\x44\x02", self._mid.to_bytes(2, "big"), token, head, b"\xff", body))
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._fast[token] = [future, datagram, server, time.monotonic()]
+        self.transport.sendto(datagram, server)
+        return future
+
+    def resend(self, older_than: float) -> int:
+        """Send again (same message id) each fast request unanswered for `older_than` s."""
+        limit = time.monotonic() - older_than
+        again = [entry for entry in self._fast.values() if entry[3] < limit]
+        for entry in again:
+            entry[3] = time.monotonic()
+            self.transport.sendto(entry[1], entry[2])
+        return len(again)
 
     async def observe(self, server: Any, path: tuple[str, ...]) -> Message:
         return await self.request(server, Code.GET, path, observe=0)
