@@ -43,7 +43,7 @@ from msgin5g.core.errors import (
     StorageFailure,
 )
 from msgin5g.core.message import UE, Acceptance, Address, Message, Priority
-from msgin5g.observability import Metrics
+from msgin5g.observability import Metrics, Series
 from msgin5g.outbound.ue_coap import UeInbox
 from msgin5g.ports import MessageStore
 from msgin5g.services.delivery import MessageService
@@ -273,6 +273,7 @@ class Msgin5g1Resources:
         self._segments = segments
         self._store = store
         self._metrics = metrics
+        self._counted: dict[tuple[str, int], Series] = {}  # (resource, code): its series
         self._topics = topics
         self._posts: dict[str, Callable[[bytes, str | None], Awaitable[CoapResponse]]] = {
             "registrations": self._register,
@@ -286,9 +287,12 @@ class Msgin5g1Resources:
         rest = request.path[2:] if request.path[:2] == BASE else ()
         response = await self._route(request, rest) if rest else CoapResponse(Code.NOT_FOUND)
         resource = rest[0] if rest and rest[0] in _RESOURCES else "other"
-        self._metrics.inc(
-            "msgin5g_coap_requests_total", resource=resource, code=format_code(response.code)
-        )
+        series = self._counted.get((resource, response.code))
+        if series is None:
+            series = self._counted[(resource, response.code)] = self._metrics.counter(
+                "msgin5g_coap_requests_total", resource=resource, code=format_code(response.code)
+            )
+        series.inc()
         return response
 
     async def _route(self, request: CoapRequest, rest: tuple[str, ...]) -> CoapResponse:
@@ -379,6 +383,14 @@ class Msgin5g1Resources:
         return CoapResponse(Code.CONTENT, b'{"pending":%d}' % pending, ContentFormat.JSON)
 
     async def _message(self, body: bytes, identity: str | None) -> CoapResponse:
+        if b'"aggregated"' not in body:  # the common case in one decode
+            try:
+                one = _msg(body)
+            except msgspec.DecodeError:
+                pass  # the path below names what is wrong
+            else:
+                self._check_origin(identity, one.oriAddr)
+                return _json(Code.CHANGED, _response_for(one.msgId, await self._accept(one)))
         typed = _decoded(_typed, body, _MSG_MANDATORY)
         _expect(typed.msgType, "MSG")
         if typed.aggregated:
