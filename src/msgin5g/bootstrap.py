@@ -713,7 +713,10 @@ def _store(settings: Settings) -> SqliteStore | PostgresStore:
             store.url, clock=time.time, schema=store.schema, pool_size=store.pool_size
         )
     return SqliteStore(
-        settings.data_path() / "msgin5g.sqlite3", clock=time.time, synchronous=store.synchronous
+        settings.data_path() / "msgin5g.sqlite3",
+        clock=time.time,
+        synchronous=store.synchronous,
+        wal_limit=store.wal_limit_mib << 20,
     )
 
 

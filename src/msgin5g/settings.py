@@ -54,6 +54,9 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """PostgreSQL only: the schema holding the tables, created at start if missing."""
     pool_size: int = 10
     """PostgreSQL only: connections in the pool."""
+    wal_limit_mib: int = 64
+    """SQLite only: once the write-ahead log passes this size, it is started over (and its
+    file cut back to it) between two group commits (ADR 0019)."""
 
 
 class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -361,6 +364,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("server.loop must be asyncio or uvloop")
     if settings.store.synchronous.upper() not in ("NORMAL", "FULL"):
         raise SettingsError("store.synchronous must be NORMAL or FULL")
+    if settings.store.wal_limit_mib < 1:
+        raise SettingsError("store.wal_limit_mib must be at least 1")
     _validate_store(settings.store)
     _validate_cluster(settings.cluster, settings.store)
     if bool(settings.server.tls_cert) != bool(settings.server.tls_key):

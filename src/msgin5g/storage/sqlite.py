@@ -303,6 +303,10 @@ class SqliteStore:
         self._pending: list[tuple[_Op, asyncio.Future[Any]]] = []
         self._ids = _Ids(1)
         self._flush_scheduled = False
+        # Commits held while the checkpoint thread starts the WAL over (ADR 0019)
+        self._commits_held = False
+        self._hold_generation = 0
+        self._held = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self.commits = 0
@@ -332,12 +336,13 @@ class SqliteStore:
         self._checkpointer.start()
 
     async def close(self) -> None:
-        if self._pending:
-            self._flush()
         if self._checkpointer is not None:
             self._stop_checkpoints.set()
             await asyncio.to_thread(self._checkpointer.join)
             self._checkpointer = None
+        self._commits_held = False
+        if self._pending:
+            self._flush()
         if self._conn is not None:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -381,31 +386,52 @@ class SqliteStore:
                     continue
                 if self._loop is None:
                     continue
-                with contextlib.suppress(RuntimeError):  # the loop is closing
-                    if frames * page > self._wal_limit:
-                        self._loop.call_soon_threadsafe(self._restart_wal)
-                    if free >= self._reclaim_threshold:
+                if frames * page > self._wal_limit:
+                    self._restart_wal(conn, self._loop)
+                if free >= self._reclaim_threshold:
+                    with contextlib.suppress(RuntimeError):  # the loop is closing
                         self._loop.call_soon_threadsafe(self._queue_reclaim)
         finally:
             conn.close()
 
-    def _restart_wal(self) -> None:
-        """Make the next commit write the WAL from its start (ADR 0019), between two group
-        commits on the writer's own connection. Under commits that never pause, a passive
-        checkpoint never reaches the WAL's end, and only one that has lets a commit start
-        the WAL over: it grew without bound (1.1 GB after 150,000 messages at 8,000/s). Run
-        from the checkpoint thread instead, RESTART waited for a gap between commits that
-        rarely came (up to 0.6 s) while the WAL went on growing. Here it copies the little
-        the passive checkpoint left, and the restart cuts the file back to `wal_limit`."""
-        if self._conn is None:
-            return
+    def _restart_wal(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the next commit write the WAL from its start (ADR 0019). Under commits that
+        never pause, a passive checkpoint never reaches the WAL's end, and only one that has
+        lets a commit start the WAL over: it grew without bound (1.1 GB after 150,000
+        messages at 8,000/s). A RESTART that waits for a gap between commits rarely got one
+        (up to 0.6 s), and one run on the loop's connection stalls the loop for its fsync;
+        so the loop holds its commits (it goes on serving; what it accepts waits for its
+        commit) while this thread restarts the WAL, which cuts the file to `wal_limit`."""
+        self._held.clear()
+        generation = self._hold_generation
         try:
-            busy = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            loop.call_soon_threadsafe(self._hold_commits, generation)
+            if not self._held.wait(5.0):
+                return
+            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            if busy:
+                log.warning("the WAL was not restarted (a reader held it); trying again later")
         except sqlite3.Error as exc:
             log.warning("WAL restart failed: %s", exc)
+        except RuntimeError:  # the loop is closing
             return
-        if busy:
-            log.warning("the WAL was not restarted (a reader held it); trying again later")
+        finally:
+            self._hold_generation = generation + 1  # a late hold request is void
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._release_commits)
+
+    def _hold_commits(self, generation: int) -> None:
+        if generation == self._hold_generation and self._conn is not None:
+            self._commits_held = True
+            self._held.set()
+
+    def _release_commits(self) -> None:
+        if not self._commits_held:
+            return
+        self._commits_held = False
+        if self._pending and not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     # reclamation (ADR 0019) ----------------------------------------------------------------
 
@@ -455,6 +481,8 @@ class SqliteStore:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._commits_held:  # `_release_commits` flushes what waits meanwhile
+            return
         conn = self._conn
         while self._pending:
             batch = self._pending[: self._max_batch]

@@ -38,6 +38,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ({"server": {"http": "nonsense"}}, {}, "HOST:PORT"),
         ({}, {"MSGIN5G_DELIVERY_AS_WINDOW": "many"}, "invalid configuration"),
         ({"store": {"synchronous": "OFF"}}, {}, "NORMAL or FULL"),
+        ({}, {"MSGIN5G_STORE_WAL_LIMIT_MIB": "0"}, "wal_limit_mib must be at least 1"),
         ({"server": {"tls_cert": "c.pem"}}, {}, "go together"),
     ],
 )
