@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import uvloop
+from leanload import walk_options
 
 from msgin5g.api.coap_msgin5g1 import Msg, MsgResp
 
@@ -40,31 +41,8 @@ class Endpoint(asyncio.DatagramProtocol):
         if first & 0x30 or data[1] != 2:  # only Confirmable POSTs
             return
         tkl = first & 0x0F
-        pos, number, end, path = 4 + tkl, 0, len(data), []
-        body = b""
-        while pos < end:
-            byte = data[pos]
-            if byte == 0xFF:
-                body = data[pos + 1 :]
-                break
-            pos += 1
-            delta, length = byte >> 4, byte & 0x0F
-            if delta == 13:
-                delta = data[pos] + 13
-                pos += 1
-            elif delta == 14:
-                delta = int.from_bytes(data[pos : pos + 2], "big") + 269
-                pos += 2
-            if length == 13:
-                length = data[pos] + 13
-                pos += 1
-            elif length == 14:
-                length = int.from_bytes(data[pos : pos + 2], "big") + 269
-                pos += 2
-            number += delta
-            if number == 11:
-                path.append(data[pos : pos + length])
-            pos += length
+        path: list[bytes] = []
+        body = walk_options(data, 4 + tkl, path) or b""
         ids = data[2 : 4 + tkl]  # message id and token, echoed
         if path[2:3] == [b"messages"]:
             msg = _decode(body)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import sys
 from pathlib import Path
 
 
@@ -43,3 +44,19 @@ def ratio_table(
             f" | {mine / best:.2f} | {mine / rsgi:.2f} |"
         )
     return "\n".join(lines)
+
+
+def server_command(http_port: int, coap_port: int, data_dir: Path | str) -> list[str]:
+    """`msgin5g server` on loopback ports and a data dir, run by this Python."""
+    return [
+        sys.executable,
+        "-m",
+        "msgin5g.cli.main",
+        "server",
+        "--http",
+        f"127.0.0.1:{http_port}",
+        "--coap",
+        f"127.0.0.1:{coap_port}",
+        "--data-dir",
+        str(data_dir),
+    ]

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import msgspec
 import uvloop
-from benchlib import cpu_seconds, free_port
+from benchlib import cpu_seconds, free_port, server_command
 from ingest import BODY, HERE, h2load, pinned, wait
 from leanload import LeanUeSocket
 
@@ -177,22 +177,7 @@ def main() -> int:
         subprocess.Popen(
             pinned(0, sys.executable, str(HERE / "bare_server.py"), str(bare_http), "uvloop")
         ),
-        subprocess.Popen(
-            pinned(
-                0,
-                sys.executable,
-                "-m",
-                "msgin5g.cli.main",
-                "server",
-                "--http",
-                f"127.0.0.1:{http_port}",
-                "--coap",
-                f"127.0.0.1:{ours}",
-                "--data-dir",
-                str(work / "data"),
-            ),
-            env=env,
-        ),
+        subprocess.Popen(pinned(0, *server_command(http_port, ours, work / "data")), env=env),
     ]
     try:
         wait(f"http://127.0.0.1:{http_port}/readyz")

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from benchlib import cpu_seconds, free_port, ratio_table
+from benchlib import cpu_seconds, free_port, ratio_table, server_command
 from ingest import HERE, node_h2, pinned, wait, wrk
 
 UE_PATH = "/msgs-msgdelivery/v1/deliver-ue-message"
@@ -68,20 +68,7 @@ def main() -> int:
         "bare-uvloop": subprocess.Popen(pinned(0, *bare, str(ports["bare-uvloop"]), "uvloop")),
         "bare-rsgi": subprocess.Popen(pinned(0, *bare, str(ports["bare-rsgi"]), "uvloop", "rsgi")),
         "msgin5g": subprocess.Popen(
-            pinned(
-                0,
-                sys.executable,
-                "-m",
-                "msgin5g.cli.main",
-                "server",
-                "--http",
-                f"127.0.0.1:{ports['msgin5g']}",
-                "--coap",
-                f"127.0.0.1:{free_port()}",
-                "--data-dir",
-                str(work / "data"),
-            ),
-            env=env,
+            pinned(0, *server_command(ports["msgin5g"], free_port(), work / "data")), env=env
         ),
     }
     ours = ports["msgin5g"]

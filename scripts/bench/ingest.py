@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import cpu_seconds, free_port, ratio_table
+from benchlib import cpu_seconds, free_port, ratio_table, server_command
 
 HERE = Path(__file__).resolve().parent
 PATH = "/msgs-msgdelivery/v1/deliver-as-message"
@@ -192,20 +192,7 @@ def main() -> int:
             )
         ),
         subprocess.Popen(
-            pinned(
-                0,
-                sys.executable,
-                "-m",
-                "msgin5g.cli.main",
-                "server",
-                "--http",
-                f"127.0.0.1:{ours_port}",
-                "--coap",
-                f"127.0.0.1:{free_port()}",
-                "--data-dir",
-                str(work / "data"),
-                *store_args,
-            ),
+            pinned(0, *server_command(ours_port, free_port(), work / "data"), *store_args),
             env=env,
         ),
     ]

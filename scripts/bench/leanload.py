@@ -304,7 +304,13 @@ class LeanUeSocket(asyncio.DatagramProtocol):
 
 def _payload(data: bytes, pos: int) -> bytes | None:
     """The body after the options (RFC 7252 3.1), or None when there is none."""
-    end = len(data)
+    return walk_options(data, pos)
+
+
+def walk_options(data: bytes, pos: int, collect: list[bytes] | None = None) -> bytes | None:
+    """Walk the options from `pos` (RFC 7252 3.1), appending the Uri-Path values to `collect`
+    when given; the body after them, or None when there is none."""
+    end, number = len(data), 0
     while pos < end:
         byte = data[pos]
         if byte == 0xFF:
@@ -312,8 +318,10 @@ def _payload(data: bytes, pos: int) -> bytes | None:
         pos += 1
         delta, length = byte >> 4, byte & 0x0F
         if delta == 13:
+            delta = data[pos] + 13
             pos += 1
         elif delta == 14:
+            delta = int.from_bytes(data[pos : pos + 2], "big") + 269
             pos += 2
         if length == 13:
             length = data[pos] + 13
@@ -321,5 +329,8 @@ def _payload(data: bytes, pos: int) -> bytes | None:
         elif length == 14:
             length = int.from_bytes(data[pos : pos + 2], "big") + 269
             pos += 2
+        number += delta
+        if collect is not None and number == 11:
+            collect.append(data[pos : pos + length])
         pos += length
     return None
