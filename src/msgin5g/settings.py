@@ -56,7 +56,7 @@ class StoreSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """PostgreSQL only: connections in the pool."""
     wal_limit_mib: int = 64
     """SQLite only: once the write-ahead log passes this size, it is started over (and its
-    file cut back to it) between two group commits (ADR 0019)."""
+    file cut back to it) while the server holds its commits for a moment (ADR 0019)."""
 
 
 class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

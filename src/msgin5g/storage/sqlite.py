@@ -16,6 +16,7 @@ import logging
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -271,6 +272,10 @@ def _insert_delivery(
     return parse.created(delivery_id, item)
 
 
+_RESTART_PATIENCE_MS = 200
+"""The longest a WAL restart waits for readers while the loop holds its commits."""
+
+
 class SqliteStore:
     """`MessageStore` on one SQLite file. `synchronous` is NORMAL (survives process crashes,
     the kill -9 promise) or FULL (also survives power loss, at a cost per commit)."""
@@ -377,6 +382,7 @@ class SqliteStore:
         conn = self._connect()
         try:
             page = conn.execute("PRAGMA page_size").fetchone()[0] + 24  # a WAL frame's size
+            backoff, not_before = 0.0, 0.0  # after a restart a reader prevented
             while not self._stop_checkpoints.wait(self._checkpoint_interval):
                 try:
                     frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
@@ -386,35 +392,48 @@ class SqliteStore:
                     continue
                 if self._loop is None:
                     continue
-                if frames * page > self._wal_limit:
-                    self._restart_wal(conn, self._loop)
+                if frames * page > self._wal_limit and time.monotonic() >= not_before:
+                    if self._restart_wal(conn, self._loop):
+                        backoff = 0.0
+                    else:  # commits were held for nothing: hold them less often
+                        backoff = min(30.0, max(2 * backoff, self._checkpoint_interval))
+                        not_before = time.monotonic() + backoff
                 if free >= self._reclaim_threshold:
                     with contextlib.suppress(RuntimeError):  # the loop is closing
                         self._loop.call_soon_threadsafe(self._queue_reclaim)
         finally:
             conn.close()
 
-    def _restart_wal(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+    def _restart_wal(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> bool:
         """Make the next commit write the WAL from its start (ADR 0019). Under commits that
         never pause, a passive checkpoint never reaches the WAL's end, and only one that has
         lets a commit start the WAL over: it grew without bound (1.1 GB after 150,000
         messages at 8,000/s). A RESTART that waits for a gap between commits rarely got one
         (up to 0.6 s), and one run on the loop's connection stalls the loop for its fsync;
         so the loop holds its commits (it goes on serving; what it accepts waits for its
-        commit) while this thread restarts the WAL, which cuts the file to `wal_limit`."""
+        commit) while this thread restarts the WAL, which cuts the file to `wal_limit`.
+        False when it could not (a reader kept the WAL for `_RESTART_PATIENCE_MS`)."""
         self._held.clear()
         generation = self._hold_generation
         try:
             loop.call_soon_threadsafe(self._hold_commits, generation)
             if not self._held.wait(5.0):
-                return
-            busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+                return False
+            # Commits wait meanwhile: give up soon if a reader holds the WAL (and retry)
+            conn.execute(f"PRAGMA busy_timeout={_RESTART_PATIENCE_MS}")
+            try:
+                busy = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            finally:
+                conn.execute("PRAGMA busy_timeout=5000")
             if busy:
                 log.warning("the WAL was not restarted (a reader held it); trying again later")
+                return False
+            return True
         except sqlite3.Error as exc:
             log.warning("WAL restart failed: %s", exc)
+            return False
         except RuntimeError:  # the loop is closing
-            return
+            return False
         finally:
             self._hold_generation = generation + 1  # a late hold request is void
             with contextlib.suppress(RuntimeError):

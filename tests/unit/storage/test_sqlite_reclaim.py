@@ -165,3 +165,39 @@ async def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Pat
     # The file is cut back to `limit` at each restart, and grows by what one checkpoint
     # cycle lets through. Without the restarts, this load took it to 370 MiB.
     assert largest < 32 * limit, f"the WAL reached {largest:,} bytes"
+
+
+async def test_a_reader_holding_the_wal_delays_commits_briefly_not_for_long(
+    tmp_path: Path,
+) -> None:
+    """While the WAL is restarted the loop holds its commits; a reader that keeps an old
+    snapshot open (another process reading the file) makes the restart give up after a
+    moment and retry, so commits wait a fraction of a second, never the 5 s busy timeout."""
+    path, clock = tmp_path / "s.sqlite3", Clock()
+    store = SqliteStore(path, clock=clock, checkpoint_interval=0.02, wal_limit=1 << 16)
+    await store.open()
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM messages").fetchone()  # a snapshot held open
+        loop = asyncio.get_running_loop()
+        slowest, n = 0.0, 0
+        until = loop.time() + 1.5
+        while loop.time() < until:
+            n += 1
+            ue = Address("UE", f"ue-{n}")
+            record = MessageRecord(
+                AS_A, f"r{n}", ue, Acceptance(AckStatus.STORED, None), False, False, 2e9
+            )
+            item = NewDelivery(
+                DeliveryKind.MESSAGE, ue, BODY, Priority.MIDDLE, 2e9, AS_A, f"r{n}", False
+            )
+            started = loop.time()
+            await store.accept(record, [item])
+            slowest = max(slowest, loop.time() - started)
+        assert slowest < 1.5, f"a commit waited {slowest:.2f} s"
+        assert (await store.stats(clock.now))[0] == n
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+        await store.close()
