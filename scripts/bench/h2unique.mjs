@@ -2,7 +2,8 @@
 // Usage: node h2unique.mjs URL REQUESTS CONNECTIONS STREAMS RUNID [DEST_AS] [KIND]
 // KIND: as (deliver-as-message from AS "bench"), as-report (the same, asking for a report),
 // ue (deliver-ue-message from UE "bench-ue") or report (deliver-report from DEST_AS about
-// message RUNID-n that AS "bench" sent it); msgIds are RUNID-0 .. RUNID-(REQUESTS-1).
+// message RUNID-n that AS "bench" sent it) or to-ue (deliver-as-message to UEs
+// bench-ue-00000 .. , DEST_AS being their count); msgIds are RUNID-0 .. RUNID-(REQUESTS-1).
 import http2 from "node:http2";
 
 const [url, total, conns, streams, runid, dest = "sink", kind = "as"] = process.argv.slice(2);
@@ -20,8 +21,11 @@ function body(n) {
     return JSON.stringify({ oriAddr: sink, destAddr: bench, msgId, delivSt: "REPT_DELY_SUCCESS" });
   }
   const oriAddr = kind === "ue" ? { addrType: "UE", addr: "bench-ue" } : bench;
+  const destAddr = kind === "to-ue"
+    ? { addrType: "UE", addr: `bench-ue-${String(n % Number(dest)).padStart(5, "0")}` }
+    : sink;
   return JSON.stringify({
-    oriAddr, destAddr: sink, msgId, payload, stoAndFwInd: true,
+    oriAddr, destAddr, msgId, payload, stoAndFwInd: true,
     delivStReqInd: kind === "as-report",
   });
 }

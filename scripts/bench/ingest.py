@@ -14,8 +14,10 @@ the asyncio loop and one on uvloop; msgin5g runs on the loop its settings name. 
 serves granian's RSGI interface (ADR 0021), a bare RSGI server on uvloop is measured too, as
 the stricter ceiling, and both ratios are printed.
 
-The message goes to a registered AS without targetUri, so every request is committed to the
-store and answered DELY_STORED: the durable ingest path. `--store postgresql://...` measures
+The message goes (`--dest ue`, the default) round robin to `--ues` offline UEs, registered
+over CoAP and observing nothing, or (`--dest as`) to a registered AS without targetUri; either
+way every request is committed to the store and answered DELY_STORED: the durable ingest
+path. `--store postgresql://...` measures
 the PostgreSQL store (ADR 0017) in a fresh schema, dropped afterwards, instead of SQLite.
 
 Usage: python scripts/bench/ingest.py [--rounds 3] [--seconds 8] [--store URL]
@@ -29,6 +31,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,7 +68,7 @@ def pinned(cpu: int, *cmd: str) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd]
 
 
-def wrk(port: int, seconds: int, path: str = PATH, kind: str = "as") -> float:
+def wrk(port: int, seconds: int, path: str = PATH, kind: str = "as", dest: str = "sink") -> float:
     """Requests per second of wrk (HTTP/1.1, 50 connections) with unique msgIds."""
     out = subprocess.run(
         pinned(
@@ -79,7 +82,7 @@ def wrk(port: int, seconds: int, path: str = PATH, kind: str = "as") -> float:
             f"http://127.0.0.1:{port}{path}",
             "--",
             f"r{time.time_ns()}",
-            "sink",
+            dest,
             kind,
         ),
         capture_output=True,
@@ -91,7 +94,14 @@ def wrk(port: int, seconds: int, path: str = PATH, kind: str = "as") -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def node_h2(port: int, requests: int, path: str = PATH, kind: str = "as", runid: str = "") -> float:
+def node_h2(
+    port: int,
+    requests: int,
+    path: str = PATH,
+    kind: str = "as",
+    runid: str = "",
+    dest: str = "sink",
+) -> float:
     """Requests per second of h2unique.mjs (h2c, 10 connections x 50 streams)."""
     out = subprocess.run(
         pinned(
@@ -103,7 +113,7 @@ def node_h2(port: int, requests: int, path: str = PATH, kind: str = "as", runid:
             "10",
             "50",
             runid or f"n{time.time_ns()}",
-            "sink",
+            dest,
             kind,
         ),
         capture_output=True,
@@ -143,6 +153,39 @@ def h2load(port: int, requests: int, body: Path) -> float:
     return float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
 
 
+def register_offline_ues(coap_port: int, count: int) -> None:
+    """REG `count` UEs bench-ue-00000.. over CoAP, observing nothing: they are offline, so
+    what is sent to them is stored (and counted against each UE's quota)."""
+    import asyncio
+
+    import msgspec
+    from leanload import LeanUeSocket
+
+    from msgin5g.coap import Code
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        _, sock = await loop.create_datagram_endpoint(
+            lambda: LeanUeSocket(lambda _body: None), local_addr=("127.0.0.1", 0)
+        )
+        gate = asyncio.Semaphore(50)
+
+        async def one(n: int) -> None:
+            body = msgspec.json.encode({"msgType": "REG", "ueSvcId": f"bench-ue-{n:05d}"})
+            path = ("msgin5g", "v1", "registrations")
+            async with gate:
+                answer = await sock.request(("127.0.0.1", coap_port), Code.POST, path, body)
+            if answer.code != Code.CREATED:
+                raise RuntimeError(f"REG bench-ue-{n:05d}: {answer.code:#x}")
+
+        try:
+            await asyncio.gather(*(one(n) for n in range(count)))
+        finally:
+            sock.transport.close()
+
+    asyncio.run(run())
+
+
 def drop_schema(url: str, schema: str) -> None:
     import asyncio
 
@@ -166,6 +209,14 @@ def main() -> int:
     parser.add_argument(
         "--store", default="", help="postgresql://... (default: the embedded SQLite store)"
     )
+    parser.add_argument(
+        "--dest",
+        choices=("ue", "as"),
+        default="ue",
+        help="ue (default): offline UEs, registered over CoAP and not observing, round robin"
+        " (issue 7's wording); as: an AS without targetUri (the runs before 2026-11-27)",
+    )
+    parser.add_argument("--ues", type=int, default=1000, help="offline UEs for --dest ue (1000)")
     args = parser.parse_args()
     for tool in ("taskset", "wrk", "h2load"):
         if not shutil.which(tool):
@@ -174,8 +225,12 @@ def main() -> int:
     has_node = shutil.which("node") is not None
     work = Path(tempfile.mkdtemp(prefix="msgin5g-bench-"))
     body = work / "body.json"
-    body.write_text(json.dumps(BODY))
+    first = BODY
+    if args.dest == "ue":
+        first = {**BODY, "destAddr": {"addrType": "UE", "addr": "bench-ue-00000"}}
+    body.write_text(json.dumps(first))
     bare_port, bare_uv_port, rsgi_port, ours_port = (free_port() for _ in range(4))
+    coap_port = free_port(socket.SOCK_DGRAM)
     env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
     store_args: list[str] = []
     if args.store:
@@ -192,7 +247,7 @@ def main() -> int:
             )
         ),
         subprocess.Popen(
-            pinned(0, *server_command(ours_port, free_port(), work / "data"), *store_args),
+            pinned(0, *server_command(ours_port, coap_port, work / "data"), *store_args),
             env=env,
         ),
     ]
@@ -205,8 +260,11 @@ def main() -> int:
             f"http://127.0.0.1:{ours_port}/msgs-asregistration/v1/registrations",
             json={"asSvcId": "sink"},
         ).raise_for_status()
-        ack = httpx.post(f"http://127.0.0.1:{ours_port}{PATH}", json=BODY).json()
+        if args.dest == "ue":
+            register_offline_ues(coap_port, args.ues)
+        ack = httpx.post(f"http://127.0.0.1:{ours_port}{PATH}", json=first).json()
         assert ack.get("status") == "DELY_STORED", ack
+        dest, kind = (str(args.ues), "to-ue") if args.dest == "ue" else ("sink", "as")
         results: dict[str, dict[str, list[float]]] = {}
         per_cpu: dict[str, dict[str, list[float]]] = {}
         pids = {
@@ -216,11 +274,13 @@ def main() -> int:
             "msgin5g": procs[3].pid,
         }
         loads = {
-            "HTTP/1.1 unique msgId (wrk)": lambda p: wrk(p, args.seconds),
+            "HTTP/1.1 unique msgId (wrk)": lambda p: wrk(p, args.seconds, PATH, kind, dest),
             "h2c idempotent repeat (h2load)": lambda p: h2load(p, args.requests, body),
         }
         if has_node:
-            loads["h2c unique msgId (node http2)"] = lambda p: node_h2(p, args.requests)
+            loads["h2c unique msgId (node http2)"] = lambda p: node_h2(
+                p, args.requests, PATH, kind, dest=dest
+            )
         for _ in range(args.rounds):
             for name, run in loads.items():
                 for label, port in (
@@ -250,6 +310,12 @@ def main() -> int:
                 f" {float(writes.group(1)):,.0f} writes in"
                 f" {float(commits.group(1)):,.0f} group commits"
             )
+        counted = r'^msgin5g_messages_total\{outcome="(\w+)"\} (\S+)'
+        outcomes = dict(re.findall(counted, stats, re.M))
+        print(f"msgin5g's answers by outcome: {outcomes}")
+        if float(outcomes.get("failed", 0)):  # refused, e.g. by a quota: not the stored path
+            print("some messages were refused: the run did not measure the stored path")
+            return 1
     finally:
         for proc in procs:
             proc.terminate()
