@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
-from benchlib import cpu_seconds, free_port
+from benchlib import cpu_seconds, free_port, server_command
 
 from msgin5g.core.message import (
     AS,
@@ -111,19 +111,7 @@ def server(data: Path, log: Path, cpu: int | None) -> Iterator[Server]:
     http_port, coap_port = free_port(), free_port(socket.SOCK_DGRAM)
     env = {**os.environ, "MSGIN5G_LOG_LEVEL": "WARNING"}
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
-    command = [
-        *pin,
-        sys.executable,
-        "-m",
-        "msgin5g.cli.main",
-        "server",
-        "--http",
-        f"127.0.0.1:{http_port}",
-        "--coap",
-        f"127.0.0.1:{coap_port}",
-        "--data-dir",
-        str(data),
-    ]
+    command = [*pin, *server_command(http_port, coap_port, data)]
     with log.open("ab") as err:
         started = time.monotonic()
         proc = subprocess.Popen(
