@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""What the benchmark scripts share: a free loopback port, a process's CPU time and the
-ratio table against the bare ceilings."""
+"""What the benchmark scripts share: a free loopback port, a process's CPU time, a rate
+measured with the server's CPU, the command of a server and the ratio table against the
+bare ceilings."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import socket
 import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -60,3 +63,12 @@ def server_command(http_port: int, coap_port: int, data_dir: Path | str) -> list
         "--data-dir",
         str(data_dir),
     ]
+
+
+def measured(pid: int, run: Callable[[], float]) -> tuple[float, float]:
+    """`run()`'s rate (requests per second) and the requests served per CPU-second of the
+    server process `pid` meanwhile."""
+    before_cpu, before = cpu_seconds(pid), time.monotonic()
+    rate = run()
+    used = cpu_seconds(pid) - before_cpu
+    return rate, rate * (time.monotonic() - before) / used

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import msgspec
 import uvloop
-from benchlib import cpu_seconds, free_port, server_command
+from benchlib import cpu_seconds, free_port, measured, server_command
 from ingest import BODY, HERE, h2load, pinned, wait
 from leanload import LeanUeSocket
 
@@ -100,7 +100,13 @@ async def drive(
     return time.monotonic() - started, failures
 
 
-async def bench(args: argparse.Namespace, servers: dict[str, tuple[int, int]]) -> int:
+async def bench(
+    args: argparse.Namespace,
+    servers: dict[str, tuple[int, int]],
+    bare_http: tuple[int, int],
+    work: Path,
+) -> int:
+    """`servers`: label -> (CoAP port, pid); `bare_http`: (port, pid) of bare granian."""
     loop = asyncio.get_running_loop()
     ues = [f"bench-ue-{i:05d}" for i in range(args.ues)]
     socks: dict[str, list[LeanUeSocket]] = {}
@@ -116,16 +122,16 @@ async def bench(args: argparse.Namespace, servers: dict[str, tuple[int, int]]) -
     rates: dict[str, list[float]] = {label: [] for label in labels}
     per_cpu: dict[str, list[float]] = {label: [] for label in labels}
     failed: list[str] = []
-    http_port, http_pid = args.bare_http
-    body = args.work / "body.json"
+    http_port, http_pid = bare_http
+    body = work / "body.json"
     body.write_bytes(msgspec.json.encode(BODY))
     for round_ in range(args.rounds + 1):  # round 0 warms up
-        before, started = cpu_seconds(http_pid), time.monotonic()
-        rate = await asyncio.to_thread(h2load, http_port, args.requests, body)
+        rate, served_per_cpu = await asyncio.to_thread(
+            measured, http_pid, lambda: h2load(http_port, args.requests, body)
+        )
         if round_:
             rates[labels[0]].append(rate)
-            used = cpu_seconds(http_pid) - before
-            per_cpu[labels[0]].append(rate * (time.monotonic() - started) / used)
+            per_cpu[labels[0]].append(served_per_cpu)
         for label, (port, pid) in servers.items():
             count = args.requests if round_ else args.requests // 4
             before = cpu_seconds(pid)
@@ -182,7 +188,6 @@ def main() -> int:
     try:
         wait(f"http://127.0.0.1:{http_port}/readyz")
         wait(f"http://127.0.0.1:{bare_http}/")
-        args.bare_http, args.work = (bare_http, procs[1].pid), work
         httpx.post(
             f"http://127.0.0.1:{http_port}/msgs-asregistration/v1/registrations",
             json={"asSvcId": "sink"},
@@ -191,7 +196,7 @@ def main() -> int:
             "bare CoAP": (bare, procs[0].pid),
             "msgin5g": (ours, procs[2].pid),
         }
-        return uvloop.run(bench(args, servers))
+        return uvloop.run(bench(args, servers, (bare_http, procs[1].pid), work))
     finally:
         for proc in procs:
             proc.terminate()

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from benchlib import cpu_seconds, free_port, ratio_table, server_command
+from benchlib import free_port, measured, ratio_table, server_command
 from ingest import HERE, node_h2, pinned, wait, wrk
 
 UE_PATH = "/msgs-msgdelivery/v1/deliver-ue-message"
@@ -82,43 +82,29 @@ def main() -> int:
                 json={"asSvcId": as_id},
             ).raise_for_status()
 
-        def reports(port: int) -> float:
+        def reports(pid: int, port: int) -> tuple[float, float]:
             runid = f"rep{time.time_ns()}"
             if port == ours:  # the messages the reports are about, not timed
                 node_h2(port, args.requests, AS_PATH, "as-report", runid)
-            before_cpu, before = cpu_seconds(procs[label].pid), time.monotonic()
-            rate = node_h2(port, args.requests, REPORT_PATH, "report", runid)
-            used = cpu_seconds(procs[label].pid) - before_cpu
-            timed[label] = (rate * (time.monotonic() - before), used)
-            return rate
+            return measured(pid, lambda: node_h2(port, args.requests, REPORT_PATH, "report", runid))
 
-        loads: dict[str, Callable[[int], float]] = {
-            "deliver-ue-message HTTP/1.1 unique (wrk)": lambda p: wrk(
-                p, args.seconds, UE_PATH, "ue"
+        loads: dict[str, Callable[[int, int], tuple[float, float]]] = {
+            "deliver-ue-message HTTP/1.1 unique (wrk)": lambda pid, port: measured(
+                pid, lambda: wrk(port, args.seconds, UE_PATH, "ue")
             ),
-            "deliver-ue-message h2c unique (node http2)": lambda p: node_h2(
-                p, args.requests, UE_PATH, "ue"
+            "deliver-ue-message h2c unique (node http2)": lambda pid, port: measured(
+                pid, lambda: node_h2(port, args.requests, UE_PATH, "ue")
             ),
             "deliver-report h2c (node http2)": reports,
         }
         results: dict[str, dict[str, list[float]]] = {}
         per_cpu: dict[str, dict[str, list[float]]] = {}
-        timed: dict[str, tuple[float, float]] = {}  # reports: (served, CPU-s) of the timed part
         for _ in range(args.rounds):
             for name, run in loads.items():
                 for label, port in ports.items():
-                    timed.pop(label, None)
-                    before_cpu, before = cpu_seconds(procs[label].pid), time.monotonic()
-                    rate = run(port)
-                    served, used = timed.get(
-                        label,
-                        (
-                            rate * (time.monotonic() - before),
-                            cpu_seconds(procs[label].pid) - before_cpu,
-                        ),
-                    )
+                    rate, served_per_cpu = run(procs[label].pid, port)
                     results.setdefault(name, {}).setdefault(label, []).append(rate)
-                    per_cpu.setdefault(name, {}).setdefault(label, []).append(served / used)
+                    per_cpu.setdefault(name, {}).setdefault(label, []).append(served_per_cpu)
         refused = reports_refused(ours)
         print(
             f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores;"

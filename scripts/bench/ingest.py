@@ -26,6 +26,8 @@ Usage: python scripts/bench/ingest.py [--rounds 3] [--seconds 8] [--store URL]
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import json
 import os
 import platform
@@ -39,7 +41,11 @@ import time
 from pathlib import Path
 
 import httpx
-from benchlib import cpu_seconds, free_port, ratio_table, server_command
+import msgspec
+from benchlib import free_port, measured, ratio_table, server_command
+from leanload import LeanUeSocket
+
+from msgin5g.coap import Code
 
 HERE = Path(__file__).resolve().parent
 PATH = "/msgs-msgdelivery/v1/deliver-as-message"
@@ -156,12 +162,6 @@ def h2load(port: int, requests: int, body: Path) -> float:
 def register_offline_ues(coap_port: int, count: int) -> None:
     """REG `count` UEs bench-ue-00000.. over CoAP, observing nothing: they are offline, so
     what is sent to them is stored (and counted against each UE's quota)."""
-    import asyncio
-
-    import msgspec
-    from leanload import LeanUeSocket
-
-    from msgin5g.coap import Code
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -187,8 +187,6 @@ def register_offline_ues(coap_port: int, count: int) -> None:
 
 
 def drop_schema(url: str, schema: str) -> None:
-    import asyncio
-
     import asyncpg
 
     async def drop() -> None:
@@ -289,12 +287,9 @@ def main() -> int:
                     ("bare-rsgi", rsgi_port),
                     ("msgin5g", ours_port),
                 ):
-                    before_cpu, before = cpu_seconds(pids[label]), time.monotonic()
-                    rate = run(port)
-                    used = cpu_seconds(pids[label]) - before_cpu
-                    served = rate * (time.monotonic() - before)
+                    rate, served_per_cpu = measured(pids[label], functools.partial(run, port))
                     results.setdefault(name, {}).setdefault(label, []).append(rate)
-                    per_cpu.setdefault(name, {}).setdefault(label, []).append(served / used)
+                    per_cpu.setdefault(name, {}).setdefault(label, []).append(served_per_cpu)
         print(
             f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores;"
             f" servers pinned to CPU 0, load on CPU 1; median of {args.rounds} rounds"

@@ -217,7 +217,7 @@ class LeanUeSocket(asyncio.DatagramProtocol):
                     self.transport.sendto(b"\x60\x00" + data[2:4], addr)
                 del self._fast[token]
                 if not entry[0].done():
-                    entry[0].set_result((data[1], _payload(data, 4 + (first & 0x0F)) or b""))
+                    entry[0].set_result((data[1], walk_options(data, 4 + (first & 0x0F)) or b""))
                 return
         if kind != 0x20 and len(data) > 4 and data[1] >= 64:  # a CON or NON response
             if kind == 0:
@@ -232,7 +232,7 @@ class LeanUeSocket(asyncio.DatagramProtocol):
             if token in self._waiting:
                 self._setup_answer(data)
                 return
-            body = _payload(data, 4 + (first & 0x0F))
+            body = walk_options(data, 4 + (first & 0x0F))
             if body is not None:
                 self.on_note(body)
         elif kind == 0x20 and data[1]:  # a piggybacked answer to a setup request
@@ -300,11 +300,6 @@ class LeanUeSocket(asyncio.DatagramProtocol):
 
     async def observe(self, server: Any, path: tuple[str, ...]) -> Message:
         return await self.request(server, Code.GET, path, observe=0)
-
-
-def _payload(data: bytes, pos: int) -> bytes | None:
-    """The body after the options (RFC 7252 3.1), or None when there is none."""
-    return walk_options(data, pos)
 
 
 def walk_options(data: bytes, pos: int, collect: list[bytes] | None = None) -> bytes | None:
