@@ -381,12 +381,14 @@ class ServerApp:
         if message.recipient.kind != UE:
             return (message,)
         registration = self.ue_registry.get(message.recipient.value)
-        if registration is None or registration.via_gateway:
+        if registration is None or registration.gateway_api_root is not None:
             # A gateway fits the message to its bearer (SMS parts, ...); a peer server, for a
             # UE homed there, to the UE.
             return (message,)
-        size = self.ue_registry.max_segment_size(message.recipient.value)
-        return segment_message(message, size, lambda: uuid.uuid4().hex)
+        size = registration.max_segment_size
+        if size is None:
+            size = self.ue_registry.default_max_segment_size
+        return segment_message(message, size, _new_segment_id)
 
     def _notification_uri(self, peer: str) -> str:
         """Where `peer` sends the topic-list notifications of our subscription there."""
@@ -407,17 +409,27 @@ class ServerApp:
         """Target resolution (TS 23.554 5.3.2.2); `local_only` leaves out the peers, for
         messages a peer forwarded (TS 23.554 8.7.5)."""
 
+        # Routes are immutable: each rule answers with one of two made here, indexed by
+        # reachability (a frozen dataclass costs a few hundred ns to build, per message).
+        as_routes = _routes(Path.APPLICATION_SERVER)
+        ue_routes = _routes(Path.MSGIN5G_UE)
+        gateway_routes = _routes(Path.GATEWAY)
+        peer_routes = _routes(Path.PEER_SERVER)
+        broadcast_routes = _routes(Path.BROADCAST)
+        group_route = Route(Path.GROUP_FAN_OUT, reachable=True)
+        topic_route = Route(Path.TOPIC_FAN_OUT, reachable=True)
+
         def registered_as(address: Address) -> Route | None:
             if self.registry.get(address.value) is None:
                 return None
-            return Route(Path.APPLICATION_SERVER, self.dispatcher.reachable(address))
+            return as_routes[self.dispatcher.reachable(address)]
 
         def registered_ue(address: Address) -> Route | None:
             registration = self.ue_registry.get(address.value)
             if registration is None:
                 return None
-            path = Path.GATEWAY if registration.via_gateway else Path.MSGIN5G_UE
-            return Route(path, self.dispatcher.reachable(address))
+            routes = ue_routes if registration.gateway_api_root is None else gateway_routes
+            return routes[self.dispatcher.reachable(address)]
 
         # A UE Service ID that never registered is an unknown recipient, as an unregistered
         # AS is (DELY_FAILED UNKNOWN_RECIPIENT); a registered UE that is not observing gets
@@ -425,7 +437,7 @@ class ServerApp:
         def known_group(address: Address) -> Route | None:
             if self.groups.members(address.value) is None:
                 return None
-            return Route(Path.GROUP_FAN_OUT, reachable=True)
+            return group_route
 
         # A topic exists while it has a current subscriber; without one the message fails with
         # NO_SUBSCRIBERS rather than waiting for a subscriber that may never come (ADR 0011).
@@ -434,21 +446,21 @@ class ServerApp:
                 local_only or not self.remote_topics.peers_for(address.value)
             ):
                 return None
-            return Route(Path.TOPIC_FAN_OUT, reachable=True)
+            return topic_route
 
         # A UE or AS this server does not know but a peer's address pattern claims is that
         # peer's user (TS 23.554 8.7.5 step 2).
         def peer_user(address: Address) -> Route | None:
             if self.peers.home_of(address) is None:
                 return None
-            return Route(Path.PEER_SERVER, self.dispatcher.reachable(address))
+            return peer_routes[self.dispatcher.reachable(address)]
 
         # Broadcast areas are the Broadcast Message Gateway's to know (it answers 404 for an
         # area it does not serve, which fails the message with a report).
         def broadcast_area(address: Address) -> Route | None:
             if not self.settings.broadcast.gateway:
                 return None
-            return Route(Path.BROADCAST, self.dispatcher.reachable(address))
+            return broadcast_routes[self.dispatcher.reachable(address)]
 
         with_peers = self.settings.peering.peers and not local_only
         peers: tuple[Rule, ...] = (peer_user,) if with_peers else ()
@@ -679,6 +691,15 @@ class ServerApp:
         await self.http_pool.aclose()
         await self.store.close()
         log.info("MSGin5G Server stopped")
+
+
+def _routes(path: Path) -> tuple[Route, Route]:
+    """The two routes of `path`, indexed by reachability (False, True)."""
+    return (Route(path, reachable=False), Route(path, reachable=True))
+
+
+def _new_segment_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _outbound_tls(settings: Settings) -> bool | ssl.SSLContext:

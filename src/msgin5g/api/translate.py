@@ -109,7 +109,7 @@ def ack(ori_addr: w.Address, msg_id: str, acceptance: Acceptance) -> bytes:
         MessageDeliveryAck(
             oriAddr=ori_addr,
             msgId=msg_id,
-            status=acceptance.status.value,
+            status=acceptance.status._value_,  # `.value` runs Python code on 3.11
             failureCause=acceptance.failure_cause,
         )
     )

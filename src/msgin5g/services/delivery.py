@@ -31,15 +31,25 @@ from msgin5g.core.retry import ExpiryPolicy
 from msgin5g.core.routing import Route, Rule, Unroutable, resolve
 from msgin5g.observability import Metrics
 from msgin5g.ports import MessageRecord, MessageStore, NewDelivery, Outcome, Renderer
-from msgin5g.services.quotas import StoredMessageQuota
+from msgin5g.services.quotas import UNDECIDED, StoredMessageQuota
 
 log = logging.getLogger(__name__)
 
-_OUTCOMES = {
-    AckStatus.FORWARDED: "accepted",
-    AckStatus.STORED: "stored",
-    AckStatus.FAILED: "failed",
-}
+_FORWARDED = AckStatus.FORWARDED
+_STORED = AckStatus.STORED
+_FAILED = AckStatus.FAILED
+_MESSAGE = DeliveryKind.MESSAGE
+# Shared answers of the hot path (Acceptance is immutable).
+_ACCEPTED_FORWARDED = Acceptance(_FORWARDED)
+_ACCEPTED_STORED = Acceptance(_STORED)
+
+
+def _outcome(status: AckStatus) -> str:
+    """The `msgin5g_messages_total` outcome of `status` (by identity: an Enum hashes in
+    Python code on 3.11, a dict keyed by members costs a call per message)."""
+    if status is _STORED:
+        return "stored"
+    return "accepted" if status is _FORWARDED else "failed"
 
 
 class MessageService:
@@ -107,12 +117,12 @@ class MessageService:
         acceptance = self._decide(message, now, relayed)
         expires_at = self._expiry.message_expiry(now, message.store_and_forward, message.expires_at)
         deliveries: list[NewDelivery] = []
-        if acceptance.status is not AckStatus.FAILED:
+        if acceptance.status is not _FAILED:
             parts = self._segmenter(message) if self._segmenter is not None else (message,)
             if len(parts) == 1:  # the common case, kept lean
                 deliveries.append(
                     NewDelivery(
-                        kind=DeliveryKind.MESSAGE,
+                        kind=_MESSAGE,
                         recipient=message.recipient,
                         body=self._renderer.message(parts[0]),
                         priority=message.priority,
@@ -140,10 +150,12 @@ class MessageService:
                     )
                     for part in parts
                 )
-        quota = self._quota if message.recipient.kind == UE and deliveries else None
+        quota = self._quota if deliveries and message.recipient.kind == UE else None
         if quota is not None:
-            refusal = await quota.reserve(message.recipient, len(deliveries))
-            if refusal is not None:
+            refusal = quota.try_reserve(message.recipient, len(deliveries))
+            if refusal is UNDECIDED:
+                refusal = await quota.reserve(message.recipient, len(deliveries))
+            if isinstance(refusal, str):
                 acceptance = Acceptance(AckStatus.FAILED, refusal)
                 deliveries = []
                 quota = None
@@ -167,7 +179,7 @@ class MessageService:
             if acceptance.status is not AckStatus.FAILED:
                 self._submit(await self._store.add_deliveries_once(deliveries))
             self._remember(key, acceptance)
-            self._counted[_OUTCOMES[acceptance.status]].value += 1
+            self._counted[_outcome(acceptance.status)].value += 1
             return acceptance
         if previous is not None:
             self._remember(key, previous.acceptance)
@@ -176,11 +188,11 @@ class MessageService:
         self._remember(key, acceptance)
         if created:
             self._submit(created)
-        outcome = _OUTCOMES[acceptance.status]
+        outcome = _outcome(acceptance.status)
         self._counted[outcome].value += 1
-        if log.isEnabledFor(logging.DEBUG) or acceptance.status is AckStatus.FAILED:
+        if log.isEnabledFor(logging.DEBUG) or acceptance.status is _FAILED:
             log.log(
-                logging.INFO if acceptance.status is AckStatus.FAILED else logging.DEBUG,
+                logging.INFO if acceptance.status is _FAILED else logging.DEBUG,
                 "message %s",
                 outcome,
                 extra={
@@ -200,9 +212,9 @@ class MessageService:
             return Acceptance(AckStatus.FAILED, route.cause)
         assert isinstance(route, Route)
         if route.reachable:
-            return Acceptance(AckStatus.FORWARDED)
+            return _ACCEPTED_FORWARDED
         if message.store_and_forward:
-            return Acceptance(AckStatus.STORED)
+            return _ACCEPTED_STORED
         return Acceptance(
             AckStatus.FAILED,
             "RECIPIENT_UNREACHABLE: recipient is not reachable and stoAndFwInd is false",

@@ -24,6 +24,15 @@ from msgin5g.ports import MessageStore
 QUOTA_CAUSE = "STORAGE_QUOTA_EXCEEDED"
 
 
+class Undecided:
+    """`StoredMessageQuota.try_reserve`'s answer when only `reserve` can decide."""
+
+    __slots__ = ()
+
+
+UNDECIDED = Undecided()
+
+
 class _Count:
     __slots__ = ("checked_at", "in_flight", "stored")
 
@@ -57,6 +66,22 @@ class StoredMessageQuota:
     @property
     def limit(self) -> int:
         return self._limit
+
+    def try_reserve(self, recipient: Address, count: int) -> str | Undecided | None:
+        """`reserve` from the cached count alone, without an await (the hot path): UNDECIDED
+        when the store's count has to be read first, then call `reserve`."""
+        if self._limit <= 0:
+            return None
+        entry = self._counts.get(recipient.key)
+        if entry is None:
+            return UNDECIDED
+        wanted = entry.stored + entry.in_flight + count
+        if wanted > self._limit or self._clock() - entry.checked_at > (
+            self._refresh_s if wanted * 2 > self._limit else self._refresh_s * 12
+        ):
+            return UNDECIDED
+        entry.in_flight += count
+        return None
 
     async def reserve(self, recipient: Address, count: int) -> str | None:
         """Reserve room for `count` deliveries to `recipient`.

@@ -194,7 +194,7 @@ def _message_row(record: MessageRecord) -> tuple[Any, ...]:
         record.origin.key,
         record.message_id,
         record.recipient.key,
-        record.acceptance.status.value,
+        record.acceptance.status._value_,  # `.value` runs Python code on 3.11
         record.acceptance.failure_cause,
         int(record.wants_report),
         record.keep_until,
@@ -205,7 +205,7 @@ def _delivery_row(delivery_id: int, item: NewDelivery, now: float) -> tuple[Any,
     return (
         delivery_id,
         item.recipient.key,
-        item.kind.value,
+        item.kind._value_,  # as above
         int(item.priority),
         item.body,
         item.origin.key,
@@ -499,9 +499,10 @@ class SqliteStore:
         return fut
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
         if self._commits_held:  # `_release_commits` flushes what waits meanwhile
+            self._flush_scheduled = False
             return
+        self._flush_scheduled = False
         conn = self._conn
         while self._pending:
             batch = self._pending[: self._max_batch]
