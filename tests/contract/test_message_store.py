@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The MessageStore contract, run against every backend (STYLE 3.6): the embedded SQLite store
-and the PostgreSQL store (a fresh schema per test on 127.0.0.1:5432, dropped afterwards)."""
+"""The MessageStore contract, run against every backend (STYLE 3.6): the embedded SQLite store,
+with its queue index folded rarely and after every commit (ADR 0022), and the PostgreSQL store
+(a fresh schema per test on 127.0.0.1:5432, dropped afterwards)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "sqlite-folding", "postgresql"])
 async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """Opens stores on one backend's storage (a file, or a fresh PostgreSQL schema); each
     call gives a new instance on the same data. All are closed, the schema dropped, after."""
@@ -60,8 +61,10 @@ async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
     async def opener() -> Store:
         backend: Store
-        if request.param == "sqlite":
+        if request.param == "sqlite":  # every row stays out of the queue index (ADR 0022)
             backend = SqliteStore(tmp_path / "s.sqlite3", clock=FakeClock())
+        elif request.param == "sqlite-folding":  # a fold after every commit: rows of both kinds
+            backend = SqliteStore(tmp_path / "s.sqlite3", clock=FakeClock(), fold_rows=1)
         else:
             backend = PostgresStore(PG_URL, clock=FakeClock(), schema=schema, pool_size=4)
         await backend.open()
@@ -293,6 +296,16 @@ async def test_add_deliveries_once_skips_queued_recipients(store: Store) -> None
     assert await store.add_deliveries_once([to(members[0]), to(members[0])]) == []
     plain = await store.add_deliveries([to(members[0])])
     assert len(plain) == 1, "add_deliveries does not deduplicate"
+
+
+async def test_add_deliveries_once_skips_a_recipient_accept_queued(store: Store) -> None:
+    """A peer's copy for a member whose own copy was accepted first (ADR 0013)."""
+    ue = Address("UE", "ue-9")
+    item = NewDelivery(DeliveryKind.MESSAGE, ue, b"x", Priority.MIDDLE, 2_000.0, A, "g", False)
+    stored = Acceptance(AckStatus.STORED)
+    await store.accept(MessageRecord(A, "g", ue, stored, False, False, 5_000.0), [item])
+    assert await store.add_deliveries_once([item]) == []
+    assert await store.pending_count(ue) == 1
 
 
 async def test_record_attempt_stats_and_recipients(store: Store) -> None:
