@@ -8,7 +8,12 @@ real `SqliteStore.accept` in group commits of `--batch` messages (what one event
 gathers under load) and prints the process CPU per message for each recipient count, in
 alternating rounds, and each count's ratio to one recipient.
 
+With `--handed-over-after K` every message is also finished as delivered K commits after its
+own, in the same commit as later accepts: the pattern of online UEs, whose deliveries live
+for milliseconds.
+
 Usage: python scripts/bench/store_scatter.py [--messages 200000] [--batch 18] [--rounds 2]
+           [--recipients 1,1000,100000] [--handed-over-after K]
 """
 
 from __future__ import annotations
@@ -19,16 +24,25 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from msgin5g.core.message import UE, Acceptance, AckStatus, Address, DeliveryKind, Priority
-from msgin5g.ports import MessageRecord, NewDelivery
+from msgin5g.core.message import (
+    UE,
+    Acceptance,
+    AckStatus,
+    Address,
+    Delivery,
+    DeliveryKind,
+    Priority,
+)
+from msgin5g.ports import MessageRecord, NewDelivery, Outcome
 from msgin5g.storage.sqlite import SqliteStore
 
 ORIGIN = Address("AS", "bench")
 BODY = b'{"oriAddr":{"addrType":"AS","addr":"bench"},"payload":"' + b"x" * 220 + b'"}'
 
 
-async def run(recipients: int, messages: int, batch: int) -> float:
+async def run(recipients: int, messages: int, batch: int, handed_over_after: int) -> float:
     """Server-side CPU seconds per accepted message, for `recipients` round robin."""
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(Path(tmp) / "bench.sqlite3", clock=time.time)
@@ -37,9 +51,10 @@ async def run(recipients: int, messages: int, batch: int) -> float:
             run_id = f"r{time.time_ns()}"
             stored = Acceptance(AckStatus.STORED)
             to = [Address(UE, f"bench-ue-{n:06d}") for n in range(recipients)]
+            in_flight: list[list[Delivery]] = []
             started = time.process_time()
             for first in range(0, messages, batch):
-                accepts = []
+                accepts: list[Any] = []
                 for n in range(first, min(first + batch, messages)):
                     recipient, message_id, now = to[n % recipients], f"{run_id}-{n}", time.time()
                     record = MessageRecord(
@@ -56,7 +71,13 @@ async def run(recipients: int, messages: int, batch: int) -> float:
                         False,
                     )
                     accepts.append(store.accept(record, [delivery]))
-                await asyncio.gather(*accepts)  # one group commit
+                count = len(accepts)
+                if handed_over_after and len(in_flight) >= handed_over_after:
+                    done = in_flight.pop(0)
+                    accepts.extend(store.finish(d, Outcome.DELIVERED, None) for d in done)
+                results = await asyncio.gather(*accepts)  # one group commit
+                if handed_over_after:
+                    in_flight.append([created[0] for _previous, created in results[:count]])
             return (time.process_time() - started) / messages
         finally:
             await store.close()
@@ -68,14 +89,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=18)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--recipients", default="1,1000,100000")
+    parser.add_argument("--handed-over-after", type=int, default=0)
     args = parser.parse_args()
     counts = [int(c) for c in args.recipients.split(",")]
     seen: dict[int, list[float]] = {c: [] for c in counts}
     for _ in range(args.rounds):
         for count in counts:
-            seen[count].append(asyncio.run(run(count, args.messages, args.batch)))
+            cost = run(count, args.messages, args.batch, args.handed_over_after)
+            seen[count].append(asyncio.run(cost))
     base = statistics.median(seen[counts[0]])
-    print(f"{args.messages:,} messages in group commits of {args.batch}; median of {args.rounds}")
+    handed = (
+        f", each handed over {args.handed_over_after} commits later"
+        if args.handed_over_after
+        else ", none handed over"
+    )
+    print(
+        f"{args.messages:,} messages in group commits of {args.batch}{handed};"
+        f" median of {args.rounds}"
+    )
     print(f"| recipients | store CPU per message | vs {counts[0]} |")
     print("|---|---|---|")
     for count in counts:
