@@ -381,7 +381,7 @@ class ServerApp:
         if message.recipient.kind != UE:
             return (message,)
         registration = self.ue_registry.get(message.recipient.value)
-        if registration is None or registration.gateway_api_root is not None:
+        if registration is None or registration.via_gateway:
             # A gateway fits the message to its bearer (SMS parts, ...); a peer server, for a
             # UE homed there, to the UE.
             return (message,)
@@ -428,7 +428,7 @@ class ServerApp:
             registration = self.ue_registry.get(address.value)
             if registration is None:
                 return None
-            routes = ue_routes if registration.gateway_api_root is None else gateway_routes
+            routes = gateway_routes if registration.via_gateway else ue_routes
             return routes[self.dispatcher.reachable(address)]
 
         # A UE Service ID that never registered is an unknown recipient, as an unregistered

@@ -89,25 +89,20 @@ class StoredMessageQuota:
         Returns None when granted (then `settle` must follow), else the failureCause for a
         DELY_FAILED acknowledgement.
         """
-        if self._limit <= 0:
-            return None
+        decided = self.try_reserve(recipient, count)
+        if not isinstance(decided, Undecided):
+            return decided
         now = self._clock()
         key = recipient.key
-        entry = self._counts.get(key)
-        if entry is None or (
-            (wanted := entry.stored + entry.in_flight + count) > self._limit
-            or now - entry.checked_at
-            > (self._refresh_s if wanted * 2 > self._limit else self._refresh_s * 12)
-        ):
-            stored = await self._store.pending_count(recipient)
-            entry = self._counts.get(key)  # another accept may have come in meanwhile
-            if entry is None:
-                if len(self._counts) >= self._max_tracked:
-                    self._counts.popitem(last=False)
-                entry = self._counts[key] = _Count(stored, now)
-            else:
-                entry.stored = stored
-                entry.checked_at = now
+        stored = await self._store.pending_count(recipient)
+        entry = self._counts.get(key)  # another accept may have come in meanwhile
+        if entry is None:
+            if len(self._counts) >= self._max_tracked:
+                self._counts.popitem(last=False)
+            entry = self._counts[key] = _Count(stored, now)
+        else:
+            entry.stored = stored
+            entry.checked_at = now
         if entry.stored + entry.in_flight + count > self._limit:
             return (
                 f"{QUOTA_CAUSE}: {recipient.value!r} has {entry.stored + entry.in_flight}"
