@@ -578,6 +578,13 @@ class ServerApp:
 
         self.metrics.gauge("msgin5g_store_commits_total", commits)
         self.metrics.gauge("msgin5g_store_writes_total", committed)
+        store = self.store
+        if isinstance(store, SqliteStore):  # deferred queue indexing (ADR 0022)
+            self.metrics.gauge("msgin5g_store_queue_folds_total", _reading(lambda: store.folds))
+            self.metrics.gauge(
+                "msgin5g_store_queue_fold_seconds_total", _reading(lambda: store.fold_seconds)
+            )
+            self.metrics.gauge("msgin5g_store_queue_unindexed", _reading(lambda: store.unindexed))
         self.metrics.gauge("msgin5g_store_depth", depth)
         self.metrics.gauge("msgin5g_store_oldest_age_seconds", oldest)
         self.metrics.gauge("msgin5g_lanes", lanes)

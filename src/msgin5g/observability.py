@@ -29,6 +29,18 @@ HELP: dict[str, tuple[str, str]] = {
     "msgin5g_store_depth": ("gauge", "Deliveries queued in the store"),
     "msgin5g_store_commits_total": ("counter", "Store transactions committed (group commits)"),
     "msgin5g_store_writes_total": ("counter", "Store write operations committed"),
+    "msgin5g_store_queue_folds_total": (
+        "counter",
+        "SQLite store: bulk folds of new deliveries into the queue index (ADR 0022)",
+    ),
+    "msgin5g_store_queue_fold_seconds_total": (
+        "counter",
+        "SQLite store: event-loop time spent in queue index folds",
+    ),
+    "msgin5g_store_queue_unindexed": (
+        "gauge",
+        "SQLite store: committed deliveries waiting for the next fold",
+    ),
     "msgin5g_store_oldest_age_seconds": ("gauge", "Age of the oldest queued delivery"),
     "msgin5g_lanes": ("gauge", "Recipients with work in memory"),
     "msgin5g_as_registrations": ("gauge", "Registered Application Servers"),

@@ -327,6 +327,10 @@ class SqliteStore:
         self._stop_checkpoints = threading.Event()
         self.commits = 0
         self.committed_ops = 0
+        self.folds = 0
+        """Queue index folds committed (ADR 0022)."""
+        self.fold_seconds = 0.0
+        """Time the folds held the event loop, committed or not."""
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -626,7 +630,9 @@ class SqliteStore:
 
     def _folded(self, fut: asyncio.Future[int]) -> None:
         self._folding = False
-        if not fut.cancelled() and fut.exception() is not None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.folds += 1
+        elif not fut.cancelled():
             # e.g. a full disk: readers stay exact meanwhile, so try again later, not at
             # every commit (a failing op sends its whole batch down the one-by-one path)
             self._fold_not_before = self._clock() + _FOLD_RETRY_S
@@ -634,12 +640,17 @@ class SqliteStore:
 
     def _fold_op(self, conn: sqlite3.Connection) -> int:
         """Put every unindexed row so far into the queue index; returns how many."""
-        through = self._ids.next - 1
-        marked = conn.execute(
-            "UPDATE deliveries SET indexed=1 WHERE id>? AND indexed=0",
-            (self._unindexed.through,),
-        ).rowcount
-        conn.execute("UPDATE store_meta SET value=? WHERE name='queue_indexed_through'", (through,))
+        started, through = time.perf_counter(), self._ids.next - 1
+        try:
+            marked = conn.execute(
+                "UPDATE deliveries SET indexed=1 WHERE id>? AND indexed=0",
+                (self._unindexed.through,),
+            ).rowcount
+            conn.execute(
+                "UPDATE store_meta SET value=? WHERE name='queue_indexed_through'", (through,)
+            )
+        finally:
+            self.fold_seconds += time.perf_counter() - started
         self._unindexed.folded(through)
         return int(marked)
 
@@ -647,7 +658,13 @@ class SqliteStore:
         """Fold the unindexed rows into the queue index now (done by itself every
         `fold_rows` ids); returns how many were folded."""
         folded: int = await self._write(self._fold_op)
+        self.folds += 1
         return folded
+
+    @property
+    def unindexed(self) -> int:
+        """Committed deliveries waiting for the next fold."""
+        return len(self._unindexed)
 
     def _read(self) -> sqlite3.Connection:
         if self._conn is None:

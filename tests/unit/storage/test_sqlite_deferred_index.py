@@ -64,6 +64,11 @@ async def test_readers_see_the_same_queues_folded_or_not(tmp_path: Path) -> None
             assert await _queues(never) == await _queues(often)
         assert _unindexed(tmp_path / "never.sqlite3") > 20
         assert _unindexed(tmp_path / "often.sqlite3") < 5
+        # what the metrics show (msgin5g_store_queue_*)
+        assert (never.folds, never.unindexed) == (0, _unindexed(tmp_path / "never.sqlite3"))
+        assert often.folds >= 6
+        assert often.fold_seconds > 0
+        assert often.unindexed == _unindexed(tmp_path / "often.sqlite3")
         queues = await _queues(often)
         assert sum(depth for depth, _ in queues.values()) == 30 - 4
         # priority first (HIGH=0), then age; exclude and limit apply across both kinds of rows
