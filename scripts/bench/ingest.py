@@ -305,6 +305,14 @@ def main() -> int:
                 f" {float(writes.group(1)):,.0f} writes in"
                 f" {float(commits.group(1)):,.0f} group commits"
             )
+        folds = re.search(r"^msgin5g_store_queue_folds_total (\S+)", stats, re.M)
+        held = re.search(r"^msgin5g_store_queue_fold_seconds_total (\S+)", stats, re.M)
+        if folds and held and float(folds.group(1)):
+            count = float(folds.group(1))
+            print(
+                f"queue index folds (ADR 0022): {count:,.0f},"
+                f" each holding the loop {1000 * float(held.group(1)) / count:.1f} ms on average"
+            )
         counted = r'^msgin5g_messages_total\{outcome="(\w+)"\} (\S+)'
         outcomes = dict(re.findall(counted, stats, re.M))
         print(f"msgin5g's answers by outcome: {outcomes}")
