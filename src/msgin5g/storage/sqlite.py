@@ -654,13 +654,6 @@ class SqliteStore:
         self._unindexed.folded(through)
         return int(marked)
 
-    async def fold(self) -> int:
-        """Fold the unindexed rows into the queue index now (done by itself every
-        `fold_rows` ids); returns how many were folded."""
-        folded: int = await self._write(self._fold_op)
-        self.folds += 1
-        return folded
-
     @property
     def unindexed(self) -> int:
         """Committed deliveries waiting for the next fold."""
