@@ -385,9 +385,7 @@ class ServerApp:
             # A gateway fits the message to its bearer (SMS parts, ...); a peer server, for a
             # UE homed there, to the UE.
             return (message,)
-        size = registration.max_segment_size
-        if size is None:
-            size = self.ue_registry.default_max_segment_size
+        size = self.ue_registry.max_segment_size(message.recipient.value)
         return segment_message(message, size, _new_segment_id)
 
     def _notification_uri(self, peer: str) -> str:

@@ -65,11 +65,6 @@ class UeRegistry:
     def __len__(self) -> int:
         return len(self._by_ue)
 
-    @property
-    def default_max_segment_size(self) -> int:
-        """The segment size for UEs that registered none."""
-        return self._default_max_segment_size
-
     def max_segment_size(self, ue_service_id: str) -> int:
         """The segment size for messages to `ue_service_id`: its maxSegSize, else the default."""
         registration = self._by_ue.get(ue_service_id)
