@@ -23,6 +23,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,14 @@ ORIGIN = Address("AS", "bench")
 BODY = b'{"oriAddr":{"addrType":"AS","addr":"bench"},"payload":"' + b"x" * 220 + b'"}'
 
 
-async def run(recipients: int, messages: int, batch: int, handed_over_after: int) -> float:
+async def run(
+    recipients: int,
+    messages: int,
+    batch: int,
+    handed_over_after: int,
+    origins: int = 1,
+    random_ids: bool = False,
+) -> float:
     """Server-side CPU seconds per accepted message, for `recipients` round robin."""
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(Path(tmp) / "bench.sqlite3", clock=time.time)
@@ -51,14 +59,21 @@ async def run(recipients: int, messages: int, batch: int, handed_over_after: int
             run_id = f"r{time.time_ns()}"
             stored = Acceptance(AckStatus.STORED)
             to = [Address(UE, f"bench-ue-{n:06d}") for n in range(recipients)]
+            by = (
+                [ORIGIN]
+                if origins == 1
+                else [Address(UE, f"from-ue-{n:06d}") for n in range(origins)]
+            )
             in_flight: list[list[Delivery]] = []
             started = time.process_time()
             for first in range(0, messages, batch):
                 accepts: list[Any] = []
                 for n in range(first, min(first + batch, messages)):
-                    recipient, message_id, now = to[n % recipients], f"{run_id}-{n}", time.time()
+                    recipient, now = to[n % recipients], time.time()
+                    message_id = str(uuid.uuid4()) if random_ids else f"{run_id}-{n}"
+                    origin = by[n % origins]
                     record = MessageRecord(
-                        ORIGIN, message_id, recipient, stored, False, False, now + 86_400
+                        origin, message_id, recipient, stored, False, False, now + 86_400
                     )
                     delivery = NewDelivery(
                         DeliveryKind.MESSAGE,
@@ -66,7 +81,7 @@ async def run(recipients: int, messages: int, batch: int, handed_over_after: int
                         BODY,
                         Priority.MIDDLE,
                         now + 86_400,
-                        ORIGIN,
+                        origin,
                         message_id,
                         False,
                     )
@@ -90,12 +105,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--recipients", default="1,1000,100000")
     parser.add_argument("--handed-over-after", type=int, default=0)
+    parser.add_argument("--origins", type=int, default=1)
+    parser.add_argument("--random-ids", action="store_true")
     args = parser.parse_args()
     counts = [int(c) for c in args.recipients.split(",")]
     seen: dict[int, list[float]] = {c: [] for c in counts}
     for _ in range(args.rounds):
         for count in counts:
-            cost = run(count, args.messages, args.batch, args.handed_over_after)
+            cost = run(
+                count,
+                args.messages,
+                args.batch,
+                args.handed_over_after,
+                args.origins,
+                args.random_ids,
+            )
             seen[count].append(asyncio.run(cost))
     base = statistics.median(seen[counts[0]])
     handed = (

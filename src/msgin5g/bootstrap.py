@@ -583,6 +583,14 @@ class ServerApp:
                 "msgin5g_store_queue_fold_seconds_total", _reading(lambda: store.fold_seconds)
             )
             self.metrics.gauge("msgin5g_store_queue_unindexed", _reading(lambda: store.unindexed))
+            # recent messages (ADR 0023)
+            self.metrics.gauge("msgin5g_store_message_moves_total", _reading(lambda: store.moves))
+            self.metrics.gauge(
+                "msgin5g_store_message_move_seconds_total", _reading(lambda: store.move_seconds)
+            )
+            self.metrics.gauge(
+                "msgin5g_store_recent_messages", _reading(lambda: store.recent_messages)
+            )
         self.metrics.gauge("msgin5g_store_depth", depth)
         self.metrics.gauge("msgin5g_store_oldest_age_seconds", oldest)
         self.metrics.gauge("msgin5g_lanes", lanes)

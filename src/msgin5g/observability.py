@@ -41,6 +41,18 @@ HELP: dict[str, tuple[str, str]] = {
         "gauge",
         "SQLite store: committed deliveries waiting for the next fold",
     ),
+    "msgin5g_store_message_moves_total": (
+        "counter",
+        "SQLite store: bulk moves of recent message records into the keyed table (ADR 0023)",
+    ),
+    "msgin5g_store_message_move_seconds_total": (
+        "counter",
+        "SQLite store: event-loop time spent in moves of recent message records",
+    ),
+    "msgin5g_store_recent_messages": (
+        "gauge",
+        "SQLite store: committed message records waiting for the next move",
+    ),
     "msgin5g_store_oldest_age_seconds": ("gauge", "Age of the oldest queued delivery"),
     "msgin5g_lanes": ("gauge", "Recipients with work in memory"),
     "msgin5g_as_registrations": ("gauge", "Registered Application Servers"),

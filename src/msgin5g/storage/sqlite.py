@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import sqlite3
@@ -40,12 +41,13 @@ from msgin5g.ports import (
 )
 from msgin5g.storage import rows as parse
 from msgin5g.storage.deferred_index import DeferredQueueIndex
+from msgin5g.storage.recent_messages import RecentMessages
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -164,6 +166,21 @@ MIGRATIONS: dict[int, str] = {
     INSERT INTO store_meta (name, value)
         SELECT 'queue_indexed_through', COALESCE(MAX(id), 0) FROM deliveries;
     """,
+    # Recent messages (ADR 0023): appended here in commit order, moved into `messages` (keyed
+    # by originator and msgId) in bulk by the fold.
+    7: """
+    CREATE TABLE recent_messages (
+        id INTEGER PRIMARY KEY,
+        origin TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        ack_status TEXT,
+        ack_cause TEXT,
+        wants_report INTEGER NOT NULL,
+        report_received INTEGER NOT NULL DEFAULT 0,
+        keep_until REAL NOT NULL
+    );
+    """,
 }
 
 _DELIVERY_COLUMNS = (
@@ -181,9 +198,14 @@ _FOLD_ROWS = 8192
 """Delivery ids between two folds (ADR 0022): a fold is one UPDATE of a few milliseconds;
 fewer ids per fold paid more per message for its page writes, more saved nothing."""
 _INSERT_MESSAGE = (
-    "INSERT OR IGNORE INTO messages (origin, message_id, recipient, ack_status,"
-    " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?)"
+    "INSERT INTO recent_messages (id, origin, message_id, recipient, ack_status,"
+    " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?,?)"
 )
+_MESSAGE_COLUMNS = (
+    "origin, message_id, recipient, ack_status, ack_cause, wants_report, report_received,"
+    " keep_until"
+)
+_KNOWN_MESSAGE = "SELECT 1 FROM messages WHERE origin=? AND message_id=?"
 _KEEP_SEGMENT = (
     "INSERT OR REPLACE INTO kept_segments (segment_id, number, recipient, kind, priority,"
     " body, origin, message_id, wants_report, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -205,8 +227,9 @@ class _Ids:
         return value
 
 
-def _message_row(record: MessageRecord) -> tuple[Any, ...]:
+def _message_row(rowid: int, record: MessageRecord) -> tuple[Any, ...]:
     return (
+        rowid,
         record.origin.key,
         record.message_id,
         record.recipient.key,
@@ -316,6 +339,7 @@ class SqliteStore:
         self._ids = _Ids(1)
         self._fold_rows = fold_rows
         self._unindexed = DeferredQueueIndex(0, fold_rows)
+        self._recent = RecentMessages(fold_rows)
         self._folding = False
         self._fold_not_before = -math.inf
         self._flush_scheduled = False
@@ -331,6 +355,10 @@ class SqliteStore:
         """Queue index folds committed (ADR 0022)."""
         self.fold_seconds = 0.0
         """Time the folds held the event loop, committed or not."""
+        self.moves = 0
+        """Moves of the recent messages committed (ADR 0023)."""
+        self.move_seconds = 0.0
+        """Time the moves held the event loop, committed or not."""
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -349,6 +377,7 @@ class SqliteStore:
         ).fetchone()[0]
         self._ids = _Ids((last or 0) + 1)
         self._unindexed = DeferredQueueIndex(_fold_rest(conn, last or 0), self._fold_rows)
+        self._recent = RecentMessages(self._fold_rows)
         self._conn = conn
         self._stop_checkpoints.clear()
         self._checkpointer = threading.Thread(
@@ -370,7 +399,7 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                log.warning("no queue index fold at close; the next start folds: %s", exc)
+                log.warning("no fold at close; the next start folds: %s", exc)
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.OperationalError as exc:  # a full disk: the WAL stays on disk
@@ -536,7 +565,9 @@ class SqliteStore:
                 continue
             _resolve_all(self._run_batch(conn, batch))
         if self._unindexed.due(self._ids.next - 1):
-            self._queue_fold()
+            self._queue_fold(self._fold_op)
+        elif self._recent.due():  # never in the same commit: each holds the loop a while
+            self._queue_fold(self._move_op)
 
     def _run_batch(
         self,
@@ -554,9 +585,10 @@ class SqliteStore:
             else:
                 others.append((op, fut))
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        unindexed = self._unindexed
+        unindexed, recent = self._unindexed, self._recent
         try:
             unindexed.begin()
+            recent.begin()
             conn.execute("BEGIN IMMEDIATE")
             if accepts:
                 values = self._accept_all(conn, [op for op, _f in accepts])
@@ -572,11 +604,13 @@ class SqliteStore:
                 results.append((fut, True, other(conn)))
             conn.execute("COMMIT")
             unindexed.commit()
+            recent.commit()
             self.commits += 1
             self.committed_ops += len(batch)
             return results
         except Exception:
             unindexed.rollback()
+            recent.rollback()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         # A known key or a failing op: run each alone so only the culprit fails.
@@ -584,13 +618,16 @@ class SqliteStore:
         for item, fut in batch:
             try:
                 unindexed.begin()
+                recent.begin()
                 conn.execute("BEGIN IMMEDIATE")
                 value = self._run_one(conn, item)
                 conn.execute("COMMIT")  # only a committed op is reported done
                 unindexed.commit()
+                recent.commit()
                 results.append((fut, True, value))
             except Exception as exc:
                 unindexed.rollback()
+                recent.rollback()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 log.error("store write failed", exc_info=exc)
@@ -620,23 +657,27 @@ class SqliteStore:
             conn.execute(_KEEP_SEGMENT, _segment_row(item))
         return parse.created(delivery_id, item)
 
-    # deferred queue indexing (ADR 0022) --------------------------------------------------
+    # deferred queue indexing (ADR 0022) and recent messages (ADR 0023) -------------------
 
-    def _queue_fold(self) -> None:
+    def _queue_fold(self, op: Callable[[sqlite3.Connection], int]) -> None:
+        """Queue the queue index's fold or the recent messages' move, one at a time."""
         if self._folding or self._conn is None or self._clock() < self._fold_not_before:
             return
         self._folding = True
-        self._write(self._fold_op).add_done_callback(self._folded)
+        self._write(op).add_done_callback(functools.partial(self._folded, op == self._fold_op))
 
-    def _folded(self, fut: asyncio.Future[int]) -> None:
+    def _folded(self, fold: bool, fut: asyncio.Future[int]) -> None:
         self._folding = False
         if not fut.cancelled() and fut.exception() is None:
-            self.folds += 1
+            if fold:
+                self.folds += 1
+            else:
+                self.moves += 1
         elif not fut.cancelled():
             # e.g. a full disk: readers stay exact meanwhile, so try again later, not at
             # every commit (a failing op sends its whole batch down the one-by-one path)
             self._fold_not_before = self._clock() + _FOLD_RETRY_S
-            log.warning("queue index fold failed: %s", fut.exception())
+            log.warning("store fold failed: %s", fut.exception())
 
     def _fold_op(self, conn: sqlite3.Connection) -> int:
         """Put every unindexed row so far into the queue index; returns how many."""
@@ -654,10 +695,25 @@ class SqliteStore:
         self._unindexed.folded(through)
         return int(marked)
 
+    def _move_op(self, conn: sqlite3.Connection) -> int:
+        """Move every recent message into `messages` (ADR 0023); returns how many."""
+        started = time.perf_counter()
+        try:
+            moved = _move_recent(conn)
+        finally:
+            self.move_seconds += time.perf_counter() - started
+        self._recent.moved_all()
+        return moved
+
     @property
     def unindexed(self) -> int:
         """Committed deliveries waiting for the next fold."""
         return len(self._unindexed)
+
+    @property
+    def recent_messages(self) -> int:
+        """Committed message records waiting for the next move."""
+        return len(self._recent)
 
     def _read(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -678,19 +734,32 @@ class SqliteStore:
     def _accept_one(
         self, conn: sqlite3.Connection, item: _Accept
     ) -> tuple[MessageRecord | None, list[Delivery]]:
-        cur = conn.execute(_INSERT_MESSAGE, _message_row(item.record))
-        if cur.rowcount == 0:
-            return _find(conn, item.record.origin, item.record.message_id), []
+        record = item.record
+        key = (record.origin.key, record.message_id)
+        if self._known(conn, key):
+            return self._find(conn, key), []
+        conn.execute(_INSERT_MESSAGE, _message_row(self._recent.take(key), record))
         return None, [self._insert_delivery(conn, d, item.now) for d in item.deliveries]
+
+    def _known(self, conn: sqlite3.Connection, key: tuple[str, str]) -> bool:
+        """Whether a message with this (originator key, msgId) is stored."""
+        return (
+            self._recent.find(key) is not None
+            or conn.execute(_KNOWN_MESSAGE, key).fetchone() is not None
+        )
 
     def _accept_all(
         self, conn: sqlite3.Connection, items: list[_Accept]
     ) -> list[tuple[MessageRecord | None, list[Delivery]]]:
         """Insert every accept of a batch at once; raises _Conflict if any key was known."""
-        before = conn.total_changes
-        conn.executemany(_INSERT_MESSAGE, [_message_row(i.record) for i in items])
-        if conn.total_changes - before != len(items):
-            raise _Conflict
+        recent, messages = self._recent, []
+        for item in items:
+            record = item.record
+            key = (record.origin.key, record.message_id)
+            if self._known(conn, key):  # also a key earlier in this batch
+                raise _Conflict
+            messages.append(_message_row(recent.take(key), record))
+        conn.executemany(_INSERT_MESSAGE, messages)
         ids = self._ids
         unindexed = self._unindexed
         rows: list[tuple[Any, ...]] = []
@@ -713,7 +782,15 @@ class SqliteStore:
         return results
 
     async def find_message(self, origin: Address, message_id: str) -> MessageRecord | None:
-        return _find(self._read(), origin, message_id)
+        return self._find(self._read(), (origin.key, message_id))
+
+    def _find(self, conn: sqlite3.Connection, key: tuple[str, str]) -> MessageRecord | None:
+        rowid = self._recent.find(key)
+        if rowid is not None:
+            row = conn.execute(_FIND_RECENT, (rowid,)).fetchone()
+        else:
+            row = conn.execute(_FIND_MESSAGE, key).fetchone()
+        return parse.record(row) if row else None
 
     async def accept_report(
         self, origin: Address, message_id: str, delivery: NewDelivery, *, per_member: bool = False
@@ -726,6 +803,11 @@ class SqliteStore:
                     "INSERT OR IGNORE INTO member_reports (origin, message_id, reporter)"
                     " VALUES (?,?,?)",
                     (origin.key, message_id, delivery.origin.key),
+                )
+            elif (rowid := self._recent.find((origin.key, message_id))) is not None:
+                cur = conn.execute(
+                    "UPDATE recent_messages SET report_received=1 WHERE id=? AND report_received=0",
+                    (rowid,),
                 )
             else:
                 cur = conn.execute(
@@ -969,7 +1051,14 @@ class SqliteStore:
     async def purge_messages(self, now: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
             conn.execute("DELETE FROM kept_segments WHERE expires_at<=?", (now,))
-            return conn.execute("DELETE FROM messages WHERE keep_until<=?", (now,)).rowcount
+            gone = conn.execute(
+                "DELETE FROM recent_messages WHERE keep_until<=? RETURNING origin, message_id",
+                (now,),
+            ).fetchall()
+            for origin, message_id in gone:
+                self._recent.removed((origin, message_id))
+            purged = conn.execute("DELETE FROM messages WHERE keep_until<=?", (now,)).rowcount
+            return len(gone) + int(purged)
 
         return await self._write(op)
 
@@ -1193,13 +1282,19 @@ _UE_COLUMNS = (
 _UPLINK_COLUMNS = "origin, segment_id, number, total, last, body, expires_at"
 
 
-def _find(conn: sqlite3.Connection, origin: Address, message_id: str) -> MessageRecord | None:
-    row = conn.execute(
-        "SELECT origin, message_id, recipient, ack_status, ack_cause, wants_report,"
-        " report_received, keep_until FROM messages WHERE origin=? AND message_id=?",
-        (origin.key, message_id),
-    ).fetchone()
-    return parse.record(row) if row else None
+_FIND_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE origin=? AND message_id=?"
+_FIND_RECENT = f"SELECT {_MESSAGE_COLUMNS} FROM recent_messages WHERE id=?"
+
+
+def _move_recent(conn: sqlite3.Connection) -> int:
+    """Move every row of `recent_messages` into `messages` in key order (ADR 0023), so that
+    each page of its key takes all its new rows in one write; returns how many."""
+    moved = conn.execute(
+        f"INSERT INTO messages ({_MESSAGE_COLUMNS}) SELECT {_MESSAGE_COLUMNS}"
+        " FROM recent_messages ORDER BY origin, message_id"
+    ).rowcount
+    conn.execute("DELETE FROM recent_messages")
+    return int(moved)
 
 
 def _incremental_vacuum_on(conn: sqlite3.Connection) -> None:
@@ -1218,20 +1313,29 @@ def _queue_order(row: tuple[Any, ...]) -> tuple[int, int]:
 
 
 def _fold_rest(conn: sqlite3.Connection, last: int) -> int:
-    """Fold every unindexed row up to `last` in one transaction (ADR 0022): at a clean close,
-    and at open for what a killed process left; returns the id up to which every row is
-    indexed."""
+    """Fold every unindexed row up to `last` (ADR 0022) and move every recent message (ADR
+    0023) in one transaction: at a clean close, and at open for what a killed process left;
+    returns the id up to which every delivery is indexed."""
     row = conn.execute("SELECT value FROM store_meta WHERE name='queue_indexed_through'")
     through = int(row.fetchone()[0])
-    if last > through:
-        conn.execute("BEGIN IMMEDIATE")
-        folded = conn.execute(
-            "UPDATE deliveries SET indexed=1 WHERE id>? AND indexed=0", (through,)
-        ).rowcount
-        conn.execute("UPDATE store_meta SET value=? WHERE name='queue_indexed_through'", (last,))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        folded = 0
+        if last > through:
+            folded = conn.execute(
+                "UPDATE deliveries SET indexed=1 WHERE id>? AND indexed=0", (through,)
+            ).rowcount
+            conn.execute(
+                "UPDATE store_meta SET value=? WHERE name='queue_indexed_through'", (last,)
+            )
+        moved = _move_recent(conn)
         conn.execute("COMMIT")
-        if folded:
-            log.info("queue index: rows folded", extra={"rows": folded})
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if folded or moved:
+        log.info("store: rows folded", extra={"rows": folded, "messages": moved})
     return max(last, through)
 
 
