@@ -201,6 +201,10 @@ _INSERT_MESSAGE = (
     "INSERT INTO recent_messages (id, origin, message_id, recipient, ack_status,"
     " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?,?)"
 )
+_INSERT_KEYED = (
+    "INSERT OR IGNORE INTO messages (origin, message_id, recipient, ack_status,"
+    " ack_cause, wants_report, keep_until) VALUES (?,?,?,?,?,?,?)"
+)
 _MESSAGE_COLUMNS = (
     "origin, message_id, recipient, ack_status, ack_cause, wants_report, report_received,"
     " keep_until"
@@ -227,9 +231,8 @@ class _Ids:
         return value
 
 
-def _message_row(rowid: int, record: MessageRecord) -> tuple[Any, ...]:
+def _message_row(record: MessageRecord) -> tuple[Any, ...]:
     return (
-        rowid,
         record.origin.key,
         record.message_id,
         record.recipient.key,
@@ -738,8 +741,32 @@ class SqliteStore:
         key = (record.origin.key, record.message_id)
         if self._known(conn, key):
             return self._find(conn, key), []
-        conn.execute(_INSERT_MESSAGE, _message_row(self._recent.take(key), record))
+        conn.execute(_INSERT_MESSAGE, (self._recent.take(key), *_message_row(record)))
         return None, [self._insert_delivery(conn, d, item.now) for d in item.deliveries]
+
+    def _insert_records(self, conn: sqlite3.Connection, items: list[_Accept]) -> None:
+        """Insert the message records of a batch; raises _Conflict if any key was known.
+
+        Records of one originator go straight into `messages`, where ordered msgIds land
+        on the page the previous one did. Records of several originators land at as many
+        places of the key, so they go to `recent_messages` for the next move (ADR 0023)."""
+        recent = self._recent
+        keys = [(item.record.origin.key, item.record.message_id) for item in items]
+        first = keys[0][0]
+        if all(key[0] == first for key in keys):
+            if any(recent.find(key) is not None for key in keys):
+                raise _Conflict
+            before = conn.total_changes
+            conn.executemany(_INSERT_KEYED, [_message_row(item.record) for item in items])
+            if conn.total_changes - before != len(items):  # a known key, or one key twice
+                raise _Conflict
+            return
+        rows = []
+        for key, item in zip(keys, items, strict=True):
+            if self._known(conn, key):  # also a key earlier in this batch
+                raise _Conflict
+            rows.append((recent.take(key), *_message_row(item.record)))
+        conn.executemany(_INSERT_MESSAGE, rows)
 
     def _known(self, conn: sqlite3.Connection, key: tuple[str, str]) -> bool:
         """Whether a message with this (originator key, msgId) is stored."""
@@ -752,14 +779,7 @@ class SqliteStore:
         self, conn: sqlite3.Connection, items: list[_Accept]
     ) -> list[tuple[MessageRecord | None, list[Delivery]]]:
         """Insert every accept of a batch at once; raises _Conflict if any key was known."""
-        recent, messages = self._recent, []
-        for item in items:
-            record = item.record
-            key = (record.origin.key, record.message_id)
-            if self._known(conn, key):  # also a key earlier in this batch
-                raise _Conflict
-            messages.append(_message_row(recent.take(key), record))
-        conn.executemany(_INSERT_MESSAGE, messages)
+        self._insert_records(conn, items)
         ids = self._ids
         unindexed = self._unindexed
         rows: list[tuple[Any, ...]] = []

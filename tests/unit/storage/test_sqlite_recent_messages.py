@@ -73,31 +73,43 @@ async def test_a_repeated_msg_id_gets_its_first_answer_wherever_the_record_is(
     path = tmp_path / "s.sqlite3"
     store = SqliteStore(path, clock=clock, fold_rows=fold_rows)
     await store.open()
+
+    async def accept_together(records: list[MessageRecord]) -> list[MessageRecord | None]:
+        """Accept in one group commit; the first answers (None: a new message)."""
+        results = await asyncio.gather(*(store.accept(r, [_delivery(r)]) for r in records))
+        assert [len(created) for _, created in results] == [p is None for p, _ in results]
+        return [previous for previous, _ in results]
+
     try:
-        for n in range(20):
-            record = _record(n)
-            previous, created = await store.accept(record, [_delivery(record)])
-            assert (previous, len(created)) == (None, 1)
-        # repeats, one at a time and gathered into one group commit with new messages
+        # a commit of several originators: the records go to recent_messages
+        assert await accept_together([_record(n) for n in range(20)]) == [None] * 20
+        if fold_rows == NEVER:
+            assert _rows(path) == (20, 0)
+        # repeats, alone (one originator per commit: straight to the key, or so it tries)
         again = _record(3, AckStatus.FORWARDED)
-        previous, created = await store.accept(again, [_delivery(again)])
-        assert (previous, created) == (_record(3), [])
+        assert await store.accept(again, [_delivery(again)]) == (_record(3), [])
+        # ... among new messages of several originators, a key repeated within the commit too
         batch = [_record(n, AckStatus.FORWARDED) for n in (5, 20, 11, 21, 20)]
-        results = await asyncio.gather(*(store.accept(r, [_delivery(r)]) for r in batch))
-        first = [_record(5), None, _record(11), None, _record(20, AckStatus.FORWARDED)]
-        assert [r[0] for r in results] == first
-        assert [len(r[1]) for r in results] == [0, 1, 0, 1, 0]
+        first = [_record(5), None, _record(11), None, batch[1]]
+        assert await accept_together(batch) == first
+        # ... among new messages of their own originator
+        single = [_record(28), _record(0, AckStatus.FORWARDED), _record(35), _record(35)]
+        assert await accept_together(single) == [None, _record(0), None, _record(35)]
+        # new messages of one originator alone go straight into the keyed table
+        assert await accept_together([_record(42), _record(49)]) == [None, None]
         assert await store.find_message(UES[21 % 7], "m21") == batch[3]
         assert await store.find_message(UES[1], "m21") is None  # another originator
-        assert (await store.stats(clock()))[0] == 22
+        assert await store.find_message(UES[0], "m49") == _record(49)
+        assert (await store.stats(clock()))[0] == 26
         recent, keyed = _rows(path)
-        assert recent + keyed == 22
-        assert (keyed == 0) is (fold_rows == NEVER)  # the answers above came from both
+        assert recent + keyed == 26
+        if fold_rows == NEVER:
+            assert (recent, keyed) == (24, 2)
         assert (store.moves > 0) is (fold_rows == ALWAYS)
         assert store.recent_messages == recent  # msgin5g_store_recent_messages
     finally:
         await store.close()
-    assert _rows(path) == (0, 22)  # a clean close moves every record
+    assert _rows(path) == (0, 26)  # a clean close moves every record
 
 
 @pytest.mark.parametrize("fold_rows", [NEVER, ALWAYS], ids=["never-folding", "always-folding"])
@@ -109,8 +121,9 @@ async def test_a_report_finds_its_message_once_and_expiry_purges_it(
     await store.open()
     try:
         short, long = _record(1, keep=1_500.0), _record(2)
-        for record in (short, long):
-            await store.accept(record, [_delivery(record)])
+        await asyncio.gather(*(store.accept(r, [_delivery(r)]) for r in (short, long)))
+        if fold_rows == NEVER:
+            assert _rows(path) == (2, 0)
         assert await store.accept_report(AS_A, "m1", _report(short)) is None  # not its key
         assert await store.accept_report(short.origin, "m1", _report(short)) is not None
         assert await store.accept_report(short.origin, "m1", _report(short)) is None
@@ -134,9 +147,8 @@ async def test_what_a_killed_process_left_recent_is_known_after_a_restart(
     path = tmp_path / "s.sqlite3"
     killed = SqliteStore(path, clock=clock, fold_rows=NEVER, checkpoint_interval=3600)
     await killed.open()
-    for n in range(14):
-        record = _record(n)
-        await killed.accept(record, [_delivery(record)])
+    records = [_record(n) for n in range(14)]  # several originators: all recent
+    await asyncio.gather(*(killed.accept(r, [_delivery(r)]) for r in records))
     assert _rows(path) == (14, 0)
     # no close: the process is gone with its records recent and its memory lost
     restarted = SqliteStore(path, clock=clock, fold_rows=NEVER)
