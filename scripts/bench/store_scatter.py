@@ -12,8 +12,12 @@ With `--handed-over-after K` every message is also finished as delivered K commi
 own, in the same commit as later accepts: the pattern of online UEs, whose deliveries live
 for milliseconds.
 
+Messages come from one AS with ordered msgIds unless told otherwise: `--origins N` sends them
+from N UEs round robin (ADR 0023: their records land at N places of the (originator, msgId)
+key), `--random-ids` gives each a UUID4 msgId, as the SDK and `msgin5g send` do.
+
 Usage: python scripts/bench/store_scatter.py [--messages 200000] [--batch 18] [--rounds 2]
-           [--recipients 1,1000,100000] [--handed-over-after K]
+           [--recipients 1,1000,100000] [--handed-over-after K] [--origins N] [--random-ids]
 """
 
 from __future__ import annotations
@@ -105,8 +109,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--recipients", default="1,1000,100000")
     parser.add_argument("--handed-over-after", type=int, default=0)
-    parser.add_argument("--origins", type=int, default=1)
-    parser.add_argument("--random-ids", action="store_true")
+    parser.add_argument("--origins", type=int, default=1, help="originators (1: an AS)")
+    parser.add_argument("--random-ids", action="store_true", help="UUID4 msgIds")
     args = parser.parse_args()
     counts = [int(c) for c in args.recipients.split(",")]
     seen: dict[int, list[float]] = {c: [] for c in counts}
@@ -127,9 +131,11 @@ def main() -> None:
         if args.handed_over_after
         else ", none handed over"
     )
+    senders = "one AS" if args.origins == 1 else f"{args.origins:,} UEs"
+    ids = "UUID4 msgIds" if args.random_ids else "ordered msgIds"
     print(
-        f"{args.messages:,} messages in group commits of {args.batch}{handed};"
-        f" median of {args.rounds}"
+        f"{args.messages:,} messages from {senders} with {ids} in group commits of"
+        f" {args.batch}{handed}; median of {args.rounds}"
     )
     print(f"| recipients | store CPU per message | vs {counts[0]} |")
     print("|---|---|---|")

@@ -241,7 +241,7 @@ async def test_repeated_message_gets_the_same_ack_and_is_stored_once(
     assert counts['msgin5g_messages_total{outcome="duplicate"}'] == 1
     assert counts["msgin5g_store_depth"] == 1
     assert counts["msgin5g_store_queue_unindexed"] == 1  # until the next fold (ADR 0022)
-    assert counts["msgin5g_store_recent_messages"] == 1  # until the next move (ADR 0023)
+    assert counts["msgin5g_store_recent_messages"] == 0  # one AS: straight to the key (ADR 0023)
 
     # The key is (oriAddr, msgId): the same msgId from another sender is a new message.
     other = replaced(body, "/oriAddr/addr", "as-other")
