@@ -27,7 +27,12 @@ allocator arenas) and gives a verdict:
 
 Exit status 0 when all hold, 1 otherwise.
 
+With `--uplink-rate R` the UEs also send R MSGs per second over CoAP to the sink AS (in turn,
+so one group commit holds several originators' records: ADR 0023's recent messages, moved
+and purged all run long); they count as messages to the AS.
+
 Usage: python scripts/soak.py [--minutes 30] [--rate 200] [--ues 200] [--interval 10]
+           [--uplink-rate 0]
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 
 from a2u import LeanH2, Run, Ues, free_port, server_process
+
+from msgin5g.coap import Code, ContentFormat
 
 DELIVER = b"/msgs-msgdelivery/v1/deliver-as-message"
 SENDER, SINK_AS = "soak-as", "soak-sink"
@@ -97,6 +104,7 @@ class Sample:
     got_ue: int
     sent_as: int
     got_as: int
+    sent_up: int
     errors: int
     p99_ms: float
 
@@ -158,6 +166,47 @@ class Traffic:
             self.errors.append(f"{msg_id}: HTTP {status} {content[:200]!r}")
 
 
+class Uplink:
+    """The UE side: MSGs over CoAP from the UEs in turn to the sink AS (TS 24.538 MSG,
+    forwarded). Several UEs per group commit: the store's recent messages (ADR 0023)."""
+
+    def __init__(self, ues: Ues) -> None:
+        self.ues = ues
+        self.counter = itertools.count()
+        self.sent = 0
+        self.errors: list[str] = []
+        self.encode = msgspec.json.Encoder().encode
+
+    async def send(self) -> None:
+        n = next(self.counter)
+        index = n % len(self.ues.ids)
+        msg_id = f"soak-up-{n}"
+        body = self.encode(
+            {
+                "msgType": "MSG",
+                "oriAddr": {"addrType": "UE", "addr": self.ues.ids[index]},
+                "destAddr": {"addrType": "AS", "addr": SINK_AS},
+                "msgId": msg_id,
+                "payload": "soak uplink",
+            }
+        )
+        self.sent += 1
+        client = self.ues.clients[index % len(self.ues.clients)]
+        try:
+            answer = await client.request(
+                self.ues.server,
+                Code.POST,
+                ("msgin5g", "v1", "messages"),
+                payload=body,
+                content_format=ContentFormat.JSON,
+            )
+        except (OSError, TimeoutError) as exc:
+            self.errors.append(f"{msg_id}: {exc!r}")
+            return
+        if answer.code != Code.CHANGED or b'"status"' in answer.payload:  # absent: forwarded
+            self.errors.append(f"{msg_id}: {answer.code:#x} {answer.payload[:200]!r}")
+
+
 async def soak(
     args: argparse.Namespace, pid: int, http_port: int, coap_port: int, sink_port: int
 ) -> int:
@@ -183,6 +232,7 @@ async def soak(
         ues.run = run
         client = await LeanH2.connect("127.0.0.1", http_port)
         traffic = Traffic(client, ues.ids, run)
+        uplink = Uplink(ues)
         samples: list[Sample] = []
         seen = 0
         start = time.monotonic()
@@ -198,11 +248,26 @@ async def soak(
             finally:
                 gate.release()
 
+        async def uplink_loop() -> None:
+            """`--uplink-rate` MSGs per second from the UEs, until the end."""
+            period, k, pending = 1 / args.uplink_rate, 0, set()
+            while time.monotonic() < end:
+                lag = start + k * period - time.monotonic()
+                if lag > 0:
+                    await asyncio.sleep(lag)
+                task = asyncio.create_task(uplink.send())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                k += 1
+            await asyncio.gather(*pending)
+
+        uplinks = asyncio.create_task(uplink_loop()) if args.uplink_rate > 0 else None
+
         print(
             "| min | RSS MiB | anon RSS MiB | fds | threads | store depth | to UE sent/delivered"
-            " | to AS sent/delivered | AS errors | UE p99 ms (interval) |"
+            " | to AS sent/delivered | UE to AS sent | AS errors | UE p99 ms (interval) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         t0 = time.perf_counter_ns()
         k = 0
         while True:
@@ -223,14 +288,16 @@ async def soak(
                     len(run.received),
                     traffic.sent_as,
                     await asyncio.to_thread(sink_count, sink_port),
-                    len(traffic.errors),
+                    uplink.sent,
+                    len(traffic.errors) + len(uplink.errors),
                     p99,
                 )
                 samples.append(s)
                 print(
                     f"| {s.t / 60:.1f} | {s.rss:,.1f} | {s.anon:,.1f} | {s.fds} | {s.threads}"
                     f" | {s.depth:,.0f}"
-                    f" | {s.sent_ue:,}/{s.got_ue:,} | {s.sent_as:,}/{s.got_as:,} | {s.errors}"
+                    f" | {s.sent_ue:,}/{s.got_ue:,} | {s.sent_as:,}/{s.got_as:,} | {s.sent_up:,}"
+                    f" | {s.errors}"
                     f" | {s.p99_ms:.1f} |",
                     flush=True,
                 )
@@ -247,12 +314,15 @@ async def soak(
             task.add_done_callback(tasks.discard)
             k += 1
         await asyncio.gather(*tasks)
+        if uplinks is not None:
+            await uplinks
         # let the last messages arrive
+        to_sink = traffic.sent_as + uplink.sent
         for _ in range(100):
-            if len(run.received) >= traffic.sent_ue and sink_count(sink_port) >= traffic.sent_as:
+            if len(run.received) >= traffic.sent_ue and sink_count(sink_port) >= to_sink:
                 break
             await asyncio.sleep(0.1)
-        return verdict(args, samples, run, traffic, sink_count(sink_port))
+        return verdict(args, samples, run, traffic, uplink, sink_count(sink_port))
     finally:
         if client is not None:
             await client.aclose()
@@ -260,7 +330,12 @@ async def soak(
 
 
 def verdict(
-    args: argparse.Namespace, samples: list[Sample], run: Run, traffic: Traffic, got_as: int
+    args: argparse.Namespace,
+    samples: list[Sample],
+    run: Run,
+    traffic: Traffic,
+    uplink: Uplink,
+    got_as: int,
 ) -> int:
     if args.settle_minutes is None:
         window = samples[len(samples) // 3 :]
@@ -278,8 +353,9 @@ def verdict(
     rss_flat = abs(rss_slope * span) < args.rss_tolerance
     fds_flat = abs(fd_slope * span) < 1
     missing_ue = traffic.sent_ue - len(run.received)
-    missing_as = traffic.sent_as - got_as
-    lost = missing_ue + max(0, missing_as) + run.duplicates + len(traffic.errors)
+    missing_as = traffic.sent_as + uplink.sent - got_as
+    errors = traffic.errors + uplink.errors
+    lost = missing_ue + max(0, missing_as) + run.duplicates + len(errors)
     print(
         f"\nlast {len(window)} samples ({span:.1f} min): anon RSS slope {rss_slope:+.3f} MiB/min"
         f" ({rss_slope * span:+.2f} MiB over the window, tolerance {args.rss_tolerance} MiB):"
@@ -288,9 +364,9 @@ def verdict(
     )
     print(
         f"messages: to UEs {traffic.sent_ue:,} sent, {len(run.received):,} delivered once"
-        f" ({run.duplicates} duplicates); to the AS {traffic.sent_as:,} sent, {got_as:,}"
-        f" delivered; {len(traffic.errors)} AS errors"
-        + (f", e.g. {traffic.errors[0]}" if traffic.errors else "")
+        f" ({run.duplicates} duplicates); to the AS {traffic.sent_as:,} from the AS and"
+        f" {uplink.sent:,} from UEs sent, {got_as:,} delivered; {len(errors)} errors"
+        + (f", e.g. {errors[0]}" if errors else "")
     )
     print(
         f"RSS incl. mapped store pages: {total_slope:+.3f} MiB/min"
@@ -339,6 +415,12 @@ def main() -> int:
         default=120.0,
         help="the server's delivery.idempotency_window_s (120; the default 86,400 keeps every"
         " message's record for a day, so the store and its page cache would grow all run)",
+    )
+    parser.add_argument(
+        "--uplink-rate",
+        type=float,
+        default=0.0,
+        help="MSG/s from the UEs over CoAP to the sink AS, besides --rate (0)",
     )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
