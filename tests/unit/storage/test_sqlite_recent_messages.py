@@ -21,6 +21,9 @@ from msgin5g.storage.sqlite import MIGRATIONS, SqliteStore
 AS_A = Address("AS", "app-a")
 UES = [Address("UE", f"ue-{n}") for n in range(7)]
 NEVER, ALWAYS = 1 << 30, 1
+BOTH_WAYS = pytest.mark.parametrize(
+    "fold_rows", [NEVER, ALWAYS], ids=["never-moving", "moving-after-every-commit"]
+)
 
 
 def clock() -> float:
@@ -66,7 +69,7 @@ def _rows(path: Path) -> tuple[int, int]:
     return int(recent), int(keyed)
 
 
-@pytest.mark.parametrize("fold_rows", [NEVER, ALWAYS], ids=["never-folding", "always-folding"])
+@BOTH_WAYS
 async def test_a_repeated_msg_id_gets_its_first_answer_wherever_the_record_is(
     tmp_path: Path, fold_rows: int
 ) -> None:
@@ -112,7 +115,7 @@ async def test_a_repeated_msg_id_gets_its_first_answer_wherever_the_record_is(
     assert _rows(path) == (0, 26)  # a clean close moves every record
 
 
-@pytest.mark.parametrize("fold_rows", [NEVER, ALWAYS], ids=["never-folding", "always-folding"])
+@BOTH_WAYS
 async def test_a_report_finds_its_message_once_and_expiry_purges_it(
     tmp_path: Path, fold_rows: int
 ) -> None:
