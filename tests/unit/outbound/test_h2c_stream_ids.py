@@ -38,3 +38,31 @@ async def test_a_used_up_connection_is_replaced(tmp_path: Path) -> None:
         await client.aclose()
         await pool.aclose()
         receiver.stop()
+
+
+async def test_a_busy_connection_remembers_a_bounded_number_of_closed_streams(
+    tmp_path: Path,
+) -> None:
+    """h2 keeps how each closed stream ended: 65,536 of them by default, about 11 MiB per
+    connection that carried that many requests. Ours keep the last 8,192."""
+    receiver = Receiver(tmp_path / "cb.jsonl", "h2c").start()
+    pool = HttpClientPool(timeout=10)
+    client = H2cClient(receiver.url.removesuffix("/cb"), pool, timeout=10)
+    gate = asyncio.Semaphore(64)
+
+    async def one(n: int) -> int:
+        async with gate:
+            status, _ = await client.post("/cb", b'{"n":%d}' % n)
+            return status
+
+    try:
+        statuses = await asyncio.gather(*(one(n) for n in range(9_000)))
+        assert set(statuses) == {204}
+        conn = client._conn
+        assert conn is not None
+        assert conn.h2.highest_outbound_stream_id == 2 * 9_000 - 1  # all on this connection
+        assert len(conn.h2._closed_streams) == 8_192
+    finally:
+        await client.aclose()
+        await pool.aclose()
+        receiver.stop()
