@@ -167,7 +167,7 @@ MIGRATIONS: dict[int, str] = {
         SELECT 'queue_indexed_through', COALESCE(MAX(id), 0) FROM deliveries;
     """,
     # Recent messages (ADR 0023): appended here in commit order, moved into `messages` (keyed
-    # by originator and msgId) in bulk by the fold.
+    # by originator and msgId) in bulk by the move.
     7: """
     CREATE TABLE recent_messages (
         id INTEGER PRIMARY KEY,
