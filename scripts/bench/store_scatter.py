@@ -14,10 +14,13 @@ for milliseconds.
 
 Messages come from one AS with ordered msgIds unless told otherwise: `--origins N` sends them
 from N UEs round robin (ADR 0023: their records land at N places of the (originator, msgId)
-key), `--random-ids` gives each a UUID4 msgId, as the SDK and `msgin5g send` do.
+key), `--ids uuid4` gives each a random msgId (what the SDK and `msgin5g send` made before
+ADR 0024), `--ids uuid7` a time-ordered one (`msgin5g.core.ids`, what they make now). The ids
+are made before the clock starts.
 
 Usage: python scripts/bench/store_scatter.py [--messages 200000] [--batch 18] [--rounds 2]
-           [--recipients 1,1000,100000] [--handed-over-after K] [--origins N] [--random-ids]
+           [--recipients 1,1000,100000] [--handed-over-after K] [--origins N]
+           [--ids ordered|uuid4|uuid7]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from msgin5g.core.ids import new_message_id
 from msgin5g.core.message import (
     UE,
     Acceptance,
@@ -53,7 +57,7 @@ async def run(
     batch: int,
     handed_over_after: int,
     origins: int = 1,
-    random_ids: bool = False,
+    ids: str = "ordered",
 ) -> float:
     """Server-side CPU seconds per accepted message, for `recipients` round robin."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,13 +72,14 @@ async def run(
                 if origins == 1
                 else [Address(UE, f"from-ue-{n:06d}") for n in range(origins)]
             )
+            message_ids = _message_ids(ids, messages, run_id)
             in_flight: list[list[Delivery]] = []
             started = time.process_time()
             for first in range(0, messages, batch):
                 accepts: list[Any] = []
                 for n in range(first, min(first + batch, messages)):
                     recipient, now = to[n % recipients], time.time()
-                    message_id = str(uuid.uuid4()) if random_ids else f"{run_id}-{n}"
+                    message_id = message_ids[n]
                     origin = by[n % origins]
                     record = MessageRecord(
                         origin, message_id, recipient, stored, False, False, now + 86_400
@@ -102,6 +107,14 @@ async def run(
             await store.close()
 
 
+def _message_ids(kind: str, count: int, run_id: str) -> list[str]:
+    if kind == "uuid4":
+        return [str(uuid.uuid4()) for _ in range(count)]
+    if kind == "uuid7":
+        return [new_message_id() for _ in range(count)]
+    return [f"{run_id}-{n}" for n in range(count)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=200_000)
@@ -110,8 +123,11 @@ def main() -> None:
     parser.add_argument("--recipients", default="1,1000,100000")
     parser.add_argument("--handed-over-after", type=int, default=0)
     parser.add_argument("--origins", type=int, default=1, help="originators (1: an AS)")
-    parser.add_argument("--random-ids", action="store_true", help="UUID4 msgIds")
+    parser.add_argument("--ids", choices=("ordered", "uuid4", "uuid7"), default="ordered")
+    parser.add_argument("--random-ids", action="store_true", help="the same as --ids uuid4")
     args = parser.parse_args()
+    if args.random_ids:
+        args.ids = "uuid4"
     counts = [int(c) for c in args.recipients.split(",")]
     seen: dict[int, list[float]] = {c: [] for c in counts}
     for _ in range(args.rounds):
@@ -122,7 +138,7 @@ def main() -> None:
                 args.batch,
                 args.handed_over_after,
                 args.origins,
-                args.random_ids,
+                args.ids,
             )
             seen[count].append(asyncio.run(cost))
     base = statistics.median(seen[counts[0]])
@@ -132,7 +148,7 @@ def main() -> None:
         else ", none handed over"
     )
     senders = "one AS" if args.origins == 1 else f"{args.origins:,} UEs"
-    ids = "UUID4 msgIds" if args.random_ids else "ordered msgIds"
+    ids = {"ordered": "ordered", "uuid4": "UUID4", "uuid7": "UUIDv7"}[args.ids] + " msgIds"
     print(
         f"{args.messages:,} messages from {senders} with {ids} in group commits of"
         f" {args.batch}{handed}; median of {args.rounds}"

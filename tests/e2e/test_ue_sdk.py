@@ -9,6 +9,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,8 @@ async def test_store_and_forward_across_a_ue_going_offline(
         inbox = ue.inbox()
         await take(inbox, 1)
         await as_app.send("UE:ue-1", "one", store=True)
-        assert (await take(inbox, 1))[0]["payload"] == "one"
+        first = (await take(inbox, 1))[0]
+        assert first["payload"] == "one"
         await inbox.aclose()  # deregisters the observation: the UE is offline now
     for text in ("two", "three"):
         ack = await as_app.send("UE:ue-1", text, store=True)
@@ -139,6 +141,10 @@ async def test_store_and_forward_across_a_ue_going_offline(
         assert items[0] == {"pending": 2}
         assert [i["payload"] for i in items[1:]] == ["two", "three"]
         await inbox.aclose()
+    # The SDK made the msgIds: time-ordered UUIDv7, ascending (ADR 0024).
+    made = [first["msgId"], *(i["msgId"] for i in items[1:])]
+    assert made == sorted(made)
+    assert {uuid.UUID(m).version for m in made} == {7}
 
 
 async def test_stored_messages_survive_kill9(tmp_path: Path, receiver: Receiver) -> None:

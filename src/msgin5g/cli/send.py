@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 
 import httpx
 
+from msgin5g.core.ids import new_message_id
 from msgin5g.security.client import TokenUnavailable, bearer_auth
 
 
@@ -40,7 +40,7 @@ async def send(args: argparse.Namespace) -> int:
     body: dict[str, object] = {
         "oriAddr": {"addrType": "AS", "addr": args.origin},
         "destAddr": {"addrType": kind.upper(), "addr": addr},
-        "msgId": args.msg_id or str(uuid.uuid4()),
+        "msgId": args.msg_id or new_message_id(),
         "payload": args.payload,
         "stoAndFwInd": bool(args.store),
         "delivStReqInd": bool(args.report),

@@ -11,11 +11,11 @@ Plain `http://` servers are spoken to in HTTP/2 with prior knowledge (h2c), `htt
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 
+from msgin5g.core.ids import new_message_id
 from msgin5g.sdk.ue import Json, SdkError, parse_address
 
 REGISTRATIONS = "/msgs-asregistration/v1/registrations"
@@ -96,7 +96,7 @@ class AsClient:
         body: Json = {
             "oriAddr": self.address,
             "destAddr": parse_address(destination),
-            "msgId": msg_id or str(uuid.uuid4()),
+            "msgId": msg_id or new_message_id(),
             "payload": payload,
             "stoAndFwInd": store,
             "delivStReqInd": report,

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from msgin5g.coap import CoapClient, CoapError, Code, ContentFormat, TransmissionParameters
 from msgin5g.coap.message import format_code
+from msgin5g.core.ids import new_message_id
 from msgin5g.core.segmentation import DEFAULT_MAX_SEGMENT_SIZE, Part, Reassembly, split_payload
 
 BASE = ("msgin5g", "v1")
@@ -210,7 +211,7 @@ class UeClient:
             "msgType": "MSG",
             "oriAddr": self.address,
             "destAddr": parse_address(destination),
-            "msgId": msg_id or str(uuid.uuid4()),
+            "msgId": msg_id or new_message_id(),
             "stoAndFwInd": store,
         }
         if app_id is not None:

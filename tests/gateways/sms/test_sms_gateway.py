@@ -357,7 +357,8 @@ async def test_mo_single_and_concatenated_become_deliver_ue_message(
         assert m["oriAddr"] == {"addrType": "UE", "addr": UE}
         assert m["destAddr"] == {"addrType": "AS", "addr": AS_ID}
         assert m["stoAndFwInd"] is True
-    assert len({m["msgId"] for m in got}) == 2
+    assert [m["msgId"] for m in got] == sorted({m["msgId"] for m in got})  # two, ascending
+    assert {uuid.UUID(m["msgId"]).version for m in got} == {7}  # time-ordered (ADR 0024)
 
 
 async def test_mo_is_retried_while_the_server_is_down(

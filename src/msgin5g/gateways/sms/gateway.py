@@ -36,7 +36,7 @@ Uplink (MO SMS -> server), ``POST msgs-msgdelivery/v1/deliver-ue-message``:
   a restart); a message still incomplete after ``reassembly_timeout`` is dropped with a
   warning.
 * The complete text becomes ``UEMessageDelivery{oriAddr {UE, ueSvcId}, destAddr --mo-to,
-  msgId <new uuid>, stoAndFwInd true, payload <text>}``. ``--mo-to`` is ``as:<asSvcId>``
+  msgId <new UUIDv7>, stoAndFwInd true, payload <text>}``. ``--mo-to`` is ``as:<asSvcId>``
   (or ``ue:<ueSvcId>``): SMS has no way to name an MSGin5G recipient, so one configured
   destination receives all MO traffic of this gateway.
 * It is written to the durable outbox in the same transaction, and the deliver_sm_resp goes to
@@ -60,7 +60,6 @@ import itertools
 import logging
 import sqlite3
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +71,7 @@ from msgin5g.api.app import HttpApp
 from msgin5g.api.http import HttpError
 from msgin5g.api.msgg_delivery import L3G_API
 from msgin5g.core.errors import InvalidField, InvalidRequest, NotFound
+from msgin5g.core.ids import new_message_id
 from msgin5g.gateways.common import (
     GatewayCounters,
     GatewayDb,
@@ -791,7 +791,7 @@ class SmsGateway:
             message = UEMessageDelivery(
                 oriAddr=Address(ADDR_UE, ue),
                 destAddr=self.settings.mo_to,
-                msgId=uuid.uuid4().hex,
+                msgId=new_message_id(),
                 stoAndFwInd=True,
                 payload=text,
             )
