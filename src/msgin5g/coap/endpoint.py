@@ -60,7 +60,7 @@ import contextlib
 import logging
 import random
 import socket
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,8 +129,13 @@ _RST = MessageType.RST
 _OBSERVE = int(OptionNumber.OBSERVE)
 _BLOCK1 = int(OptionNumber.BLOCK1)
 _BLOCK2 = int(OptionNumber.BLOCK2)
+_URI_PATH = int(OptionNumber.URI_PATH)
+_URI_QUERY = int(OptionNumber.URI_QUERY)
+_CONTENT_FORMAT = int(OptionNumber.CONTENT_FORMAT)
+_ACCEPT = int(OptionNumber.ACCEPT)
 _REQUEST_TAG = 292  # RFC 9175 §3.2; elective, used to key Block1 transfers
 _SEQ_MASK = 0xFFFFFF
+_TIMER_SLACK = 0.001
 # Critical options (odd numbers, RFC 7252 §5.4.1) this endpoint recognises. Proxy-Uri and
 # Proxy-Scheme are left out on purpose: we are no proxy, so they get 4.02.
 _KNOWN_CRITICAL = frozenset(
@@ -166,9 +171,10 @@ class EndpointConfig:
     overload_max_age: int = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CoapResponse:
-    """What a handler answers. ``options`` are added as they are (e.g. Max-Age, ETag)."""
+    """What a handler answers. ``options`` are added as they are (e.g. Max-Age, ETag).
+    Not frozen, like :class:`Message`: one is made per request."""
 
     code: int = Code.CONTENT
     payload: bytes = b""
@@ -177,9 +183,10 @@ class CoapResponse:
     options: tuple[Option, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CoapRequest:
-    """A request as the handler sees it; ``payload`` is whole (after Block1 reassembly)."""
+    """A request as the handler sees it; ``payload`` is whole (after Block1 reassembly).
+    Not frozen, like :class:`Message`: one is made per request."""
 
     method: int
     path: tuple[str, ...]
@@ -560,11 +567,77 @@ def _no_identity(remote: Address) -> str | None:
     return None
 
 
-class _ReplyState:
-    __slots__ = ("acked",)
+class _UnknownCritical(Exception):
+    def __init__(self, number: int) -> None:
+        self.number = number
 
-    def __init__(self) -> None:
-        self.acked = False
+
+class _RequestOptions:
+    """The options a request is served by, read in one pass over them (RFC 7252 5.4).
+
+    The first of a repeated non-repeatable option counts. Raises _UnknownCritical for a
+    critical option this endpoint does not know (5.4.1: answered 4.02), CoapFormatError for a
+    malformed value."""
+
+    __slots__ = ("accept", "block1", "block2", "content_format", "observe", "path", "query")
+
+    def __init__(self, options: tuple[Option, ...]) -> None:
+        path: list[str] = []
+        query: list[str] = []
+        content_format = accept = None
+        observe: bytes | None = None
+        block1 = block2 = None
+        try:
+            for number, value in options:
+                if number == _URI_PATH:
+                    path.append(value.decode())
+                elif number == _CONTENT_FORMAT:
+                    if content_format is None:
+                        content_format = _uint(number, value)
+                elif number == _URI_QUERY:
+                    query.append(value.decode())
+                elif number == _BLOCK1:
+                    if block1 is None:
+                        block1 = BlockOption.decode(value)
+                elif number == _BLOCK2:
+                    if block2 is None:
+                        block2 = BlockOption.decode(value)
+                elif number == _OBSERVE:
+                    if observe is None:
+                        observe = value  # read for a GET only
+                elif number == _ACCEPT:
+                    if accept is None:
+                        accept = _uint(number, value)
+                elif number & 1 and number not in _KNOWN_CRITICAL:
+                    raise _UnknownCritical(number)
+        except UnicodeDecodeError as exc:
+            raise CoapFormatError(f"option {number}: not UTF-8") from exc
+        self.path = tuple(path)
+        self.query = tuple(query)
+        self.content_format = content_format
+        self.accept = accept
+        self.observe = observe
+        self.block1 = block1
+        self.block2 = block2
+
+
+def _uint(number: int, value: bytes) -> int:
+    if len(value) > 4:
+        raise CoapFormatError(f"option {number}: uint longer than 4 bytes")
+    return int.from_bytes(value, "big")
+
+
+class _ReplyState:
+    """One request in progress, as the early-ACK sweep sees it."""
+
+    __slots__ = ("acked", "deadline", "done", "mid", "remote")
+
+    def __init__(self, deadline: float, mid: int, remote: Address) -> None:
+        self.acked = False  # the empty ACK went out: the answer follows as a CON
+        self.done = False  # the handler answered: no empty ACK is due
+        self.deadline = deadline
+        self.mid = mid
+        self.remote = remote
 
 
 class CoapEndpoint(_Layer):
@@ -605,6 +678,9 @@ class CoapEndpoint(_Layer):
         self._observations: dict[tuple[Address, bytes], Observation] = {}
         self._fetch_waiters: dict[Hashable, asyncio.Future[bool]] = {}
         self._non_notifications: OrderedDict[tuple[Address, int], Observation] = OrderedDict()
+        # CON requests in progress by arrival, so by deadline: one timer sweeps them all.
+        self._early: deque[_ReplyState] = deque()
+        self._early_timer: asyncio.TimerHandle | None = None
         self._etag = self._rng.getrandbits(32)
         self._in_progress = 0
         self.overloaded = 0
@@ -626,20 +702,24 @@ class CoapEndpoint(_Layer):
             if reply is not None:
                 self._send(reply, remote)
             return
-        for number, _ in message.options:
-            if number & 1 and number not in _KNOWN_CRITICAL:
-                self._reply(message, remote, Code.BAD_OPTION, (), f"option {number}".encode())
-                return
         try:
-            self._prepare(message, remote)
+            options = _RequestOptions(message.options)
+        except _UnknownCritical as exc:
+            self._reply(message, remote, Code.BAD_OPTION, (), f"option {exc.number}".encode())
+            return
+        except CoapFormatError as exc:
+            self._reply(message, remote, Code.BAD_OPTION, (), str(exc).encode())
+            return
+        try:
+            self._prepare(message, remote, options)
         except CoapFormatError as exc:
             self._reply(message, remote, Code.BAD_OPTION, (), str(exc).encode())
 
-    def _prepare(self, message: Message, remote: Address) -> None:
-        path = message.uri_path
-        query = message.uri_query
-        block1 = message.block1
-        block2 = message.block2
+    def _prepare(self, message: Message, remote: Address, options: _RequestOptions) -> None:
+        path = options.path
+        query = options.query
+        block1 = options.block1
+        block2 = options.block2
         payload = message.payload
         extra: tuple[Option, ...] = ()
         if block1 is not None:
@@ -677,7 +757,9 @@ class CoapEndpoint(_Layer):
             if message.code != Code.GET:
                 self._reply(message, remote, Code.REQUEST_ENTITY_INCOMPLETE)
                 return
-        observe = message.observe if message.code == Code.GET else None
+        observe = None
+        if message.code == Code.GET and options.observe is not None:
+            observe = _uint(_OBSERVE, options.observe)
         observation = None
         if observe == 0:
             observation = Observation(self, remote, message.token, path, query)
@@ -693,8 +775,8 @@ class CoapEndpoint(_Layer):
             message.code,
             path,
             query,
-            message.content_format,
-            message.accept,
+            options.content_format,
+            options.accept,
             observe,
             payload,
             remote,
@@ -713,19 +795,21 @@ class CoapEndpoint(_Layer):
         extra: tuple[Option, ...],
         block2: BlockOption | None,
     ) -> None:
-        state = _ReplyState()
         loop = self._loop
         assert loop is not None
-        timer = None
+        state = None
         if message.mtype == _CON:
-            timer = loop.call_at(
-                loop.time() + self._piggyback_delay, self._early_ack, message, remote, state
-            )
+            state = _ReplyState(loop.time() + self._piggyback_delay, message.mid, remote)
+            self._early.append(state)
+            if self._early_timer is None:
+                self._early_timer = loop.call_at(state.deadline, self._early_acks)
         try:
             try:
                 response = await self._handle(request)
             finally:
                 self._in_progress -= 1
+                if state is not None:
+                    state.done = True
         except Exception:
             logger.exception(
                 "CoAP handler failed for %s /%s from %s",
@@ -734,9 +818,6 @@ class CoapEndpoint(_Layer):
                 remote,
             )
             response = CoapResponse(Code.INTERNAL_SERVER_ERROR)
-        finally:
-            if timer is not None:
-                timer.cancel()
         options = [*response.options, *extra]
         if response.content_format is not None:
             options.append((OptionNumber.CONTENT_FORMAT, encode_uint(response.content_format)))
@@ -772,7 +853,7 @@ class CoapEndpoint(_Layer):
         if message.mtype != _CON:
             mid = self._mids.reply_id(remote, self._now())
             self._send(encode(replace(out, mtype=_NON, mid=mid)), remote)
-        elif not state.acked:
+        elif state is None or not state.acked:
             data = encode(out)
             self._dedup.set_reply((remote, message.mid), data)
             self._send(data, remote)
@@ -783,10 +864,26 @@ class CoapEndpoint(_Layer):
             if answer is not None and answer.mtype == _RST and observation is not None:
                 self._drop_observation(observation, "reset")
 
-    def _early_ack(self, message: Message, remote: Address, state: _ReplyState) -> None:
-        state.acked = True
-        data = self._send_empty(_ACK, message.mid, remote)
-        self._dedup.set_reply((remote, message.mid), data)
+    def _early_acks(self) -> None:
+        """Send an empty ACK for each CON whose handler has not answered within the piggyback
+        delay (RFC 7252 5.2.2, so the client stops retransmitting); the answer then follows
+        as a CON of its own. One timer for all requests, at the oldest one's deadline."""
+        self._early_timer = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        queue = self._early
+        while queue:
+            state = queue[0]
+            if not state.done:
+                if state.deadline > now + _TIMER_SLACK:  # timers may fire a little early
+                    self._early_timer = loop.call_at(state.deadline, self._early_acks)
+                    return
+                state.acked = True
+                data = self._send_empty(_ACK, state.mid, state.remote)
+                self._dedup.set_reply((state.remote, state.mid), data)
+            queue.popleft()
 
     def _reply(
         self,
@@ -964,6 +1061,10 @@ class CoapEndpoint(_Layer):
         notes[(observation.remote, mid)] = observation
 
     def _on_stop(self) -> None:
+        if self._early_timer is not None:
+            self._early_timer.cancel()
+            self._early_timer = None
+        self._early.clear()
         for observation in list(self._observations.values()):
             self._drop_observation(observation, "stopped")
         for waiter in self._fetch_waiters.values():

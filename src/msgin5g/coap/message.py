@@ -220,10 +220,13 @@ def string_options(number: int, values: Iterable[str]) -> tuple[Option, ...]:
     return tuple((number, v.encode()) for v in values)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One CoAP message. ``options`` is a tuple of ``(number, value)``; :func:`encode` sorts it
-    stably by number, :func:`decode` yields it in wire order."""
+    stably by number, :func:`decode` yields it in wire order.
+
+    Treat it as immutable (copy with ``dataclasses.replace``). It is not a frozen dataclass
+    because one is made per datagram and a frozen one takes four times as long to make."""
 
     mtype: MessageType
     code: int
@@ -523,15 +526,17 @@ class DedupCache:
     """§4.5 duplicate detection: remembers (remote, message id) for EXCHANGE_LIFETIME.
 
     Each entry may hold the bytes sent in reply, to repeat them for a duplicate. Entries expire
-    in insertion order (the lifetime is constant), so purging is amortised O(1); the size is
+    in insertion order (the lifetime is constant), so purging is amortised O(1); it runs at
+    most once a second (an expired entry is never taken for a duplicate meanwhile); the size is
     bounded by evicting the oldest entry.
     """
 
-    __slots__ = ("_entries", "_lifetime", "_max_entries")
+    __slots__ = ("_entries", "_lifetime", "_max_entries", "_next_purge")
 
     def __init__(self, lifetime: float, max_entries: int = 100_000) -> None:
         self._lifetime = lifetime
         self._max_entries = max_entries
+        self._next_purge = 0.0
         # OrderedDict, not dict: taking a dict's first key after many deletions from its front
         # scans the deleted slots (O(n)); OrderedDict's is O(1).
         self._entries: OrderedDict[Hashable, _DedupEntry] = OrderedDict()
@@ -541,13 +546,15 @@ class DedupCache:
 
     def seen(self, key: Hashable, now: float) -> bool:
         """Whether ``key`` arrived within the lifetime; records it if not."""
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is not None:
             if entry.expiry > now:
                 return True
-            del self._entries[key]
-        self._purge(now)
-        self._entries[key] = _DedupEntry(now + self._lifetime)
+            del entries[key]
+        if now >= self._next_purge or len(entries) >= self._max_entries:
+            self._purge(now)
+        entries[key] = _DedupEntry(now + self._lifetime)
         return False
 
     def reply(self, key: Hashable) -> bytes | None:
@@ -567,11 +574,16 @@ class DedupCache:
 
     def _purge(self, now: float) -> None:
         entries = self._entries
+        self._next_purge = now + _PURGE_INTERVAL
         while entries:
             first = next(iter(entries.values()))
             if first.expiry > now and len(entries) < self._max_entries:
+                self._next_purge = max(first.expiry, self._next_purge)
                 return
             entries.popitem(last=False)
+
+
+_PURGE_INTERVAL = 1.0
 
 
 class _DedupEntry:

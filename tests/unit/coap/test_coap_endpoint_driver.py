@@ -121,6 +121,42 @@ async def test_slow_handler_gets_empty_ack_then_separate_response(setup: Any) ->
     assert not endpoint._tasks
 
 
+async def test_each_slow_request_gets_its_empty_ack_at_its_own_deadline() -> None:
+    """One timer serves every request in progress (the early-ACK sweep): a request that
+    answered in time gets no empty ACK, a later slow one gets it at its own deadline."""
+
+    class Mixed:
+        async def handle(self, request: CoapRequest) -> CoapResponse:
+            if request.path == ("slow",):
+                await asyncio.sleep(0.5)
+            return CoapResponse(Code.CONTENT, b"ok")
+
+    params = TransmissionParameters(ack_timeout=0.4, exchange_lifetime=5.0, non_lifetime=5.0)
+    endpoint = CoapEndpoint(Mixed(), params=params)  # piggyback delay: ack_timeout / 2
+    transport = FakeTransport()
+    endpoint.connection_made(transport)  # type: ignore[arg-type]
+    try:
+        endpoint.datagram_received(request(20, ("fast",)), CLIENT)
+        await asyncio.sleep(0.1)
+        endpoint.datagram_received(request(21, ("slow",), token=b"t2"), CLIENT)
+        await asyncio.sleep(0.15)  # past the fast one's deadline (0.2), before the slow one's
+        assert [(m.mtype, m.code, m.mid) for m in transport.sent] == [
+            (MessageType.ACK, Code.CONTENT, 20)
+        ]
+        await asyncio.sleep(0.1)  # past the slow one's deadline (0.3)
+        assert transport.sent[1] == Message(MessageType.ACK, 0, 21)
+        await asyncio.sleep(0.35)  # it answers at 0.6
+        separate = transport.sent[2]
+        assert (separate.mtype, separate.code, separate.token) == (
+            MessageType.CON, Code.CONTENT, b"t2",
+        )  # fmt: skip
+        assert len(transport.sent) == 3
+        assert not endpoint._early  # nothing left waiting
+        assert endpoint._early_timer is None
+    finally:
+        await endpoint.stop()
+
+
 async def test_handler_exception_becomes_5_00(setup: Any) -> None:
     endpoint, _, transport = setup
     endpoint.datagram_received(request(12, ("boom",)), CLIENT)

@@ -211,6 +211,19 @@ def test_dedup_cache_lifetime_reply_and_bound() -> None:
     assert not cache.seen(("a", 5), now=11.0)
 
 
+def test_dedup_cache_lets_go_of_expired_entries() -> None:
+    """Purging runs at most once a second, yet expired entries do not stay: memory follows
+    the traffic of the last lifetime."""
+    cache = DedupCache(lifetime=10.0, max_entries=1000)
+    for mid in range(100):
+        assert not cache.seen(("a", mid), now=0.0)
+    assert not cache.seen(("b", 1), now=5.0)
+    assert len(cache) == 101
+    assert not cache.seen(("b", 2), now=10.5)  # the first 100 have expired
+    assert len(cache) == 2
+    assert cache.seen(("b", 1), now=10.6)
+
+
 def test_message_ids_wrap_per_endpoint() -> None:
     ids = MessageIds(247.0, random.Random(3))
     first = ids.take("a", 0.0)
