@@ -346,6 +346,10 @@ class SqliteStore:
         self._folding = False
         self._fold_not_before = -math.inf
         self._flush_scheduled = False
+        # Under load (the last group commit held several ops), a flush waits one more loop
+        # turn, so that the requests read meanwhile join its commit.
+        self._last_batch = 0
+        self._lingered = False
         # Commits held while the checkpoint thread starts the WAL over (ADR 0019)
         self._commits_held = False
         self._hold_generation = 0
@@ -395,7 +399,7 @@ class SqliteStore:
             self._checkpointer = None
         self._commits_held = False
         if self._pending:
-            self._flush()
+            self._commit_pending()
         if self._conn is not None:
             try:
                 _fold_rest(self._conn, self._ids.next - 1)  # a quick next start
@@ -541,7 +545,9 @@ class SqliteStore:
         """Queue `op` for the next group commit; the future resolves once it is committed.
 
         Everything queued during one event-loop iteration commits in one transaction, run by
-        a callback scheduled behind the requests that are already ready.
+        a callback scheduled behind the requests that are already ready. Under load (the last
+        commit held several ops) that callback waits one iteration more, so the ops of the
+        requests read meanwhile join it: fewer, larger commits for one turn of latency.
         """
         if self._conn is None or self._loop is None:
             raise StorageFailure("store is closed")
@@ -556,7 +562,21 @@ class SqliteStore:
         if self._commits_held:  # `_release_commits` flushes what waits meanwhile
             self._flush_scheduled = False
             return
+        if (
+            self._last_batch > 1
+            and not self._lingered
+            and len(self._pending) < self._max_batch
+            and self._loop is not None
+        ):
+            self._lingered = True
+            self._loop.call_soon(self._flush)
+            return
+        self._commit_pending()
+
+    def _commit_pending(self) -> None:
+        self._lingered = False
         self._flush_scheduled = False
+        self._last_batch = len(self._pending)
         conn = self._conn
         while self._pending:
             batch = self._pending[: self._max_batch]
