@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="origin", required=True, help="sending AS Service ID")
     parser.add_argument("--to", required=True, help="recipient, TYPE:ADDR (e.g. UE:ue-1, AS:app-b)")
     parser.add_argument("--payload", default="", help="message text")
-    parser.add_argument("--msg-id", help="message id (default: a new UUID)")
+    parser.add_argument("--msg-id", help="message id (default: a new time-ordered UUIDv7)")
     parser.add_argument("--app-id")
     parser.add_argument("--report", action="store_true", help="ask for a delivery status report")
     parser.add_argument("--store", action="store_true", help="store and forward if unreachable")

@@ -92,7 +92,8 @@ class AsClient:
         store: bool = False,
         priority: str | None = None,
     ) -> Json:
-        """deliver-as-message; returns the MessageDeliveryAck."""
+        """deliver-as-message; returns the MessageDeliveryAck. Without `msg_id`, a new
+        time-ordered UUIDv7 (ADR 0024)."""
         body: Json = {
             "oriAddr": self.address,
             "destAddr": parse_address(destination),

@@ -205,7 +205,8 @@ class UeClient:
     ) -> Json:
         """Send one message (as segments when longer than `max_segment_size` octets).
 
-        Returns the MSGRESP of the message (of its last segment when segmented).
+        Returns the MSGRESP of the message (of its last segment when segmented). Without
+        `msg_id`, a new time-ordered UUIDv7 (ADR 0024).
         """
         body: Json = {
             "msgType": "MSG",
