@@ -96,6 +96,7 @@ from msgin5g.coap.message import (
     OptionNumber,
     TransmissionParameters,
     decode,
+    decode_uint,
     encode,
     encode_uint,
     format_code,
@@ -593,7 +594,7 @@ class _RequestOptions:
                     path.append(value.decode())
                 elif number == _CONTENT_FORMAT:
                     if content_format is None:
-                        content_format = _uint(number, value)
+                        content_format = decode_uint(number, value)
                 elif number == _URI_QUERY:
                     query.append(value.decode())
                 elif number == _BLOCK1:
@@ -607,7 +608,7 @@ class _RequestOptions:
                         observe = value  # read for a GET only
                 elif number == _ACCEPT:
                     if accept is None:
-                        accept = _uint(number, value)
+                        accept = decode_uint(number, value)
                 elif number & 1 and number not in _KNOWN_CRITICAL:
                     raise _UnknownCritical(number)
         except UnicodeDecodeError as exc:
@@ -619,12 +620,6 @@ class _RequestOptions:
         self.observe = observe
         self.block1 = block1
         self.block2 = block2
-
-
-def _uint(number: int, value: bytes) -> int:
-    if len(value) > 4:
-        raise CoapFormatError(f"option {number}: uint longer than 4 bytes")
-    return int.from_bytes(value, "big")
 
 
 class _ReplyState:
@@ -703,15 +698,9 @@ class CoapEndpoint(_Layer):
                 self._send(reply, remote)
             return
         try:
-            options = _RequestOptions(message.options)
+            self._prepare(message, remote, _RequestOptions(message.options))
         except _UnknownCritical as exc:
             self._reply(message, remote, Code.BAD_OPTION, (), f"option {exc.number}".encode())
-            return
-        except CoapFormatError as exc:
-            self._reply(message, remote, Code.BAD_OPTION, (), str(exc).encode())
-            return
-        try:
-            self._prepare(message, remote, options)
         except CoapFormatError as exc:
             self._reply(message, remote, Code.BAD_OPTION, (), str(exc).encode())
 
@@ -759,7 +748,7 @@ class CoapEndpoint(_Layer):
                 return
         observe = None
         if message.code == Code.GET and options.observe is not None:
-            observe = _uint(_OBSERVE, options.observe)
+            observe = decode_uint(_OBSERVE, options.observe)
         observation = None
         if observe == 0:
             observation = Observation(self, remote, message.token, path, query)

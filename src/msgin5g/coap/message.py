@@ -215,6 +215,14 @@ def encode_uint(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) >> 3, "big")
 
 
+def decode_uint(number: int, value: bytes) -> int:
+    """The value of uint option `number` (RFC 7252 §3.2); CoapFormatError when longer than 4
+    bytes."""
+    if len(value) > _MAX_UINT_LENGTH:
+        raise CoapFormatError(f"option {number}: uint longer than 4 bytes")
+    return int.from_bytes(value, "big")
+
+
 def string_options(number: int, values: Iterable[str]) -> tuple[Option, ...]:
     """Repeatable string options, e.g. ``string_options(OptionNumber.URI_PATH, ("a", "b"))``."""
     return tuple((number, v.encode()) for v in values)
@@ -270,11 +278,7 @@ class Message:
     def uint_option(self, number: int) -> int | None:
         """A uint option (RFC 7252 §3.2); raises CoapFormatError when longer than 4 bytes."""
         value = self.first_option(number)
-        if value is None:
-            return None
-        if len(value) > _MAX_UINT_LENGTH:
-            raise CoapFormatError(f"option {number}: uint longer than 4 bytes")
-        return int.from_bytes(value, "big")
+        return None if value is None else decode_uint(number, value)
 
     def string_option_values(self, number: int) -> tuple[str, ...]:
         """A repeatable string option as str; raises CoapFormatError on bad UTF-8."""
