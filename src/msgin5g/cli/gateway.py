@@ -250,8 +250,10 @@ def _serve(args: argparse.Namespace, kind: str, build: Callable[[], Any], settin
     """Configure logging, build the gateway, require the callers' tokens on its msgg API when
     --auth-jwks is given, and run it until SIGINT/SIGTERM; 1 when it cannot start."""
     from msgin5g.gateways.common import serve
+    from msgin5g.malloc import pin_mmap_threshold
 
     _configure_logging(args.log_level, args.log_format)
+    pin_mmap_threshold()  # memory steady under churn (ADR 0026)
     try:
         gateway = build()
         if settings.validator is not None:

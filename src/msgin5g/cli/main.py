@@ -18,6 +18,7 @@ from typing import Any
 
 from msgin5g import __version__
 from msgin5g.core.errors import StorageFailure
+from msgin5g.malloc import pin_mmap_threshold
 from msgin5g.observability import JsonFormatter
 from msgin5g.settings import Settings, SettingsError, load
 
@@ -98,6 +99,7 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"msgin5g: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    pin_mmap_threshold()  # memory steady under churn (ADR 0026)
     try:
         run_loop(serve(settings), settings.server.loop)
     except SettingsError as exc:  # found while building the server, e.g. in ue.psk_file
