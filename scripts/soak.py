@@ -18,7 +18,8 @@ memory behind (before, the anonymous RSS stepped up at about 424,500 messages: 2
 `--rate 200 --uplink-rate 100`).
 
 Every `--interval` s the script samples the server's RSS (/proc/PID/status VmRSS), open fds
-(/proc/PID/fd), threads, the store depth and what was sent and delivered, and prints a row.
+(/proc/PID/fd), threads, the store depth, the time the server's garbage collector held it
+(`msgin5g_gc_pause_seconds_total`) and what was sent and delivered, and prints a row.
 At the end it fits a line (least squares) to RSS and to fds over the samples after
 `--settle-minutes` (default: the last two thirds of the run; before that is warm-up: caches,
 allocator arenas) and gives a verdict:
@@ -110,14 +111,20 @@ class Sample:
     sent_up: int
     errors: int
     p99_ms: float
+    gc_ms: float
+    """The server's garbage collection pauses in the interval, all generations."""
 
 
-def metric(port: int, name: str) -> float:
-    with contextlib.suppress(httpx.HTTPError):
+def scrape(port: int) -> dict[str, float]:
+    """The server's /metrics, each name's series summed over their labels."""
+    found: dict[str, float] = {}
+    with contextlib.suppress(httpx.HTTPError, ValueError):
         for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-            if line.startswith((name + " ", name + "{")):
-                return float(line.rsplit(" ", 1)[1])
-    return float("nan")
+            if line and not line.startswith("#"):
+                series, value = line.rsplit(" ", 1)
+                name = series.split("{", 1)[0]
+                found[name] = found.get(name, 0.0) + float(value)
+    return found
 
 
 def sink_count(port: int) -> int:
@@ -238,6 +245,8 @@ async def soak(
         uplink = Uplink(ues)
         samples: list[Sample] = []
         seen = 0
+        gc_seen = 0.0
+        longest_gc_ms = float("nan")
         start = time.monotonic()
         end = start + args.minutes * 60
         interval_ns = int(1e9 / args.rate)
@@ -268,9 +277,10 @@ async def soak(
 
         print(
             "| min | RSS MiB | anon RSS MiB | fds | threads | store depth | to UE sent/delivered"
-            " | to AS sent/delivered | UE to AS sent | AS errors | UE p99 ms (interval) |"
+            " | to AS sent/delivered | UE to AS sent | AS errors | UE p99 ms (interval)"
+            " | server GC ms (interval) |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         t0 = time.perf_counter_ns()
         k = 0
         while True:
@@ -280,13 +290,17 @@ async def soak(
                 recent = sorted(run.latencies_ns[seen:])
                 seen = len(run.latencies_ns)
                 p99 = recent[int(0.99 * (len(recent) - 1))] / 1e6 if recent else float("nan")
+                server = await asyncio.to_thread(scrape, http_port)
+                gc_total = server.get("msgin5g_gc_pause_seconds_total", float("nan"))
+                gc_ms, gc_seen = (gc_total - gc_seen) * 1000, gc_total
+                longest_gc_ms = server.get("msgin5g_gc_pause_longest_seconds", float("nan")) * 1000
                 s = Sample(
                     now - start,
                     rss,
                     anon,
                     fds,
                     threads,
-                    await asyncio.to_thread(metric, http_port, "msgin5g_store_depth"),
+                    server.get("msgin5g_store_depth", float("nan")),
                     traffic.sent_ue,
                     len(run.received),
                     traffic.sent_as,
@@ -294,6 +308,7 @@ async def soak(
                     uplink.sent,
                     len(traffic.errors) + len(uplink.errors),
                     p99,
+                    gc_ms,
                 )
                 samples.append(s)
                 print(
@@ -301,7 +316,7 @@ async def soak(
                     f" | {s.depth:,.0f}"
                     f" | {s.sent_ue:,}/{s.got_ue:,} | {s.sent_as:,}/{s.got_as:,} | {s.sent_up:,}"
                     f" | {s.errors}"
-                    f" | {s.p99_ms:.1f} |",
+                    f" | {s.p99_ms:.1f} | {s.gc_ms:.1f} |",
                     flush=True,
                 )
                 next_sample += args.interval
@@ -325,6 +340,7 @@ async def soak(
             if len(run.received) >= traffic.sent_ue and sink_count(sink_port) >= to_sink:
                 break
             await asyncio.sleep(0.1)
+        print(f"\nthe server's longest garbage collection pause: {longest_gc_ms:.1f} ms")
         return verdict(args, samples, run, traffic, uplink, sink_count(sink_port))
     finally:
         if client is not None:

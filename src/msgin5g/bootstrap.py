@@ -48,6 +48,7 @@ from msgin5g.core.peering import PeerDirectory
 from msgin5g.core.retry import ExpiryPolicy, RetryPolicy
 from msgin5g.core.routing import Path, Route, Rule
 from msgin5g.core.segmentation import segment_message
+from msgin5g.gc_pauses import GcPauses
 from msgin5g.observability import Metrics
 from msgin5g.outbound.http_client import HttpClientPool, client_tls_context
 from msgin5g.outbound.http_delivery import HttpDeliveryTransport
@@ -765,6 +766,8 @@ async def serve(settings: Settings) -> None:
     await server.start()
     # The hot paths allocate many short-lived objects; collect the young generation less
     # often and keep start-up objects out of every collection (ADR 0002).
+    pauses = GcPauses(server.metrics)
+    pauses.install()  # from here on, the start-up collection below included
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
@@ -814,6 +817,7 @@ async def serve(settings: Settings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.stop()
+        pauses.uninstall()
 
 
 def _reading(read: Callable[[], float]) -> Callable[[], Awaitable[float]]:

@@ -54,6 +54,12 @@ HELP: dict[str, tuple[str, str]] = {
         "SQLite store: committed message records waiting for the next move",
     ),
     "msgin5g_store_oldest_age_seconds": ("gauge", "Age of the oldest queued delivery"),
+    "msgin5g_gc_collections_total": ("counter", "Garbage collections by generation"),
+    "msgin5g_gc_pause_seconds_total": (
+        "counter",
+        "Seconds the garbage collector held the process, by generation",
+    ),
+    "msgin5g_gc_pause_longest_seconds": ("gauge", "The longest garbage collection since start"),
     "msgin5g_lanes": ("gauge", "Recipients with work in memory"),
     "msgin5g_as_registrations": ("gauge", "Registered Application Servers"),
     "msgin5g_gateway_messages_total": (

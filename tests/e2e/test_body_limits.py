@@ -6,6 +6,7 @@ over HTTP/2 and HTTP/1.1, with or without Content-Length; the server keeps servi
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -96,3 +97,7 @@ def test_a_client_gone_mid_body_is_no_server_error(server: ServerProcess) -> Non
     assert "unexpected error" not in server.log()
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'status="500"' not in metrics
+    # the server process counts the collector's pauses, its start-up collection the first
+    full = re.search(r'msgin5g_gc_collections_total\{generation="2"\} (\d+)', metrics)
+    assert full is not None
+    assert int(full.group(1)) >= 1
