@@ -764,10 +764,10 @@ async def serve(settings: Settings) -> None:
     check_port_free(host, port)
     server = ServerApp(settings)
     await server.start()
+    pauses = GcPauses(server.metrics)  # on /metrics, the start-up collection below included
+    pauses.install()
     # The hot paths allocate many short-lived objects; collect the young generation less
     # often and keep start-up objects out of every collection (ADR 0002).
-    pauses = GcPauses(server.metrics)
-    pauses.install()  # from here on, the start-up collection below included
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
